@@ -1,0 +1,1 @@
+"""esl-assets: dictionary entries to audio and images."""
