@@ -9,6 +9,7 @@ dictionary in memory.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 #: Bit in ``Row.flags`` that marks an entry as offensive (no image is made).
@@ -49,3 +50,27 @@ class RejectedRow:
     message: str
     uuid: str | None = None
     definition_id: str | None = None
+
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_id(value: str, *, field: str) -> str | None:
+    """Return why ``value`` cannot be part of a file name, or None if it can.
+
+    Ids go into file names such as ``shortdef_{uuid}_{id}.aac``, so only
+    ASCII letters, digits, ``.``, ``_`` and ``-`` are allowed, up to 100
+    characters, starting with a letter or digit and never containing ``..``.
+    """
+    if not value:
+        return f"{field} is empty"
+    if "\x00" in value:
+        return f"{field} {value!r} contains a NUL byte"
+    if ".." in value or "/" in value or "\\" in value:
+        return f"{field} {value!r} contains a path separator or '..'"
+    if not _SAFE_ID.fullmatch(value):
+        return (
+            f"{field} {value!r} is not 1 to 100 ASCII letters, digits, '.', '_'"
+            " or '-' starting with a letter or digit"
+        )
+    return None
