@@ -48,3 +48,8 @@ class AccountError(EslAssetsError):
     """
 
     exit_code = 3
+
+    def __init__(self, message: str, *, report: object | None = None) -> None:
+        super().__init__(message)
+        #: The ``BuildReport`` of the stopped run, when there is one.
+        self.report = report

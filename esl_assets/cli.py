@@ -1,0 +1,165 @@
+"""The ``esl-assets`` command: parse options, configure output, call the library."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import AccountError, EslAssetsError
+
+logger = logging.getLogger("esl_assets")
+
+EXIT_INTERRUPTED = 130
+
+
+def _flag(parser: argparse._ActionsContainer, name: str, **kwargs: Any) -> None:
+    """Add ``--name-with-dashes`` and the replaced script's ``--name_with_underscores``."""
+    dashed = "--" + name.replace("_", "-")
+    spellings = [dashed] if "_" not in name else [dashed, "--" + name]
+    kwargs.setdefault("dest", name)
+    parser.add_argument(*spellings, **kwargs)
+
+
+def add_build_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``build``, ``plan`` and ``enqueue``."""
+    parser.add_argument("dictionary", nargs="?", type=Path, help="dictionary file or folder")
+    selection = parser.add_argument_group("selection")
+    _flag(selection, "format", choices=("sqlite", "csv", "tsv", "json", "jsonl", "mw", "wordlist"),
+          help="read the dictionary as this format instead of detecting it")
+    _flag(selection, "level", help="only these levels, comma-separated (A1,A2)")
+    _flag(selection, "pos", help="only these parts of speech, comma-separated (noun,verb)")
+    _flag(selection, "words", action="append", help="only these headwords: cat,dog or @file")
+    _flag(selection, "limit", type=int, help="at most this many headwords")
+    _flag(selection, "image_pos", help="parts of speech that get images (default: all)")
+    _flag(selection, "include_offensive", action="store_true", default=None,
+          help="also draw images for entries flagged offensive")
+    _flag(selection, "no_audio", action="store_false", dest="audio", default=None,
+          help="make no audio")
+    parser.set_defaults(audio=None)
+    _flag(selection, "no_images", action="store_false", dest="images", default=None,
+          help="make no images")
+    parser.set_defaults(images=None)
+
+    audio = parser.add_argument_group("audio")
+    _flag(audio, "audio_model", help="speech model (default gpt-4o-mini-tts)")
+    _flag(audio, "audio_voice", help="voice name (alloy ... marin, cedar) or a custom voice id")
+    _flag(audio, "audio_format", help="mp3, opus, aac (default), flac, wav or pcm")
+    _flag(audio, "audio_instructions", help="how to speak; not sent to tts-1 and tts-1-hd")
+    _flag(audio, "audio_speed", type=float, help="speed from 0.25 to 4.0")
+
+    image = parser.add_argument_group("images")
+    _flag(image, "image_model", help="image model (default gpt-image-1-mini)")
+    _flag(image, "image_size", help="square, vertical (default), horizontal, auto or WxH")
+    _flag(image, "image_quality", help="low, medium, high or auto (not sent by default)")
+    _flag(image, "image_format", help="png (default), jpeg or webp")
+    _flag(image, "image_prompt",
+          help="prompt template with {word} {pos} {definition} {level} {aspect}")
+
+    run = parser.add_argument_group("running")
+    _flag(run, "outdir", type=Path, help="output folder (default assets_hires)")
+    _flag(run, "concurrency", type=int, help="requests in flight at most (default 5)")
+    _flag(run, "audio_concurrency", type=int, help="audio requests in flight at most")
+    _flag(run, "image_concurrency", type=int, help="image requests in flight at most")
+    _flag(run, "audio_rpm", type=float, help="audio requests per minute at most")
+    _flag(run, "image_rpm", type=float, help="image requests per minute at most")
+    _flag(run, "provider", choices=("openai", "local"),
+          help="openai (default) or local: offline eSpeak NG audio and drawn cards")
+    _flag(run, "base_url", help="URL of an OpenAI-compatible API (or OPENAI_BASE_URL)")
+    _flag(run, "max_attempts", type=int, help="requests per job at most (default 4)")
+    _flag(run, "max_retry_wait", dest="max_retry_wait_s", type=float,
+          help="longest wait before a retry, in seconds (default 60)")
+    _flag(run, "audio_timeout", dest="audio_timeout_s", type=float,
+          help="seconds per speech request (default 60)")
+    _flag(run, "image_timeout", dest="image_timeout_s", type=float,
+          help="seconds per image request (default 240)")
+    parser.add_argument("--dryrun", "--dry-run", dest="dryrun", action="store_true",
+                        default=None, help="plan and count, send nothing, need no key")
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbosity", type=int, choices=(0, 1, 2), default=1,
+                        help="0 errors only, 1 progress (default), 2 a line per job")
+    parser.add_argument("--json", action="store_true",
+                        help="print the summary and per-job results as JSON on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="esl-assets",
+        description="Turn an ESL dictionary into spoken audio and illustrations.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    build = commands.add_parser("build", help="generate every missing asset")
+    add_build_options(build)
+    add_output_options(build)
+    plan = commands.add_parser("plan", help="show what a build would do, send nothing")
+    add_build_options(plan)
+    add_output_options(plan)
+    return parser
+
+
+_NOT_SETTINGS = {"command", "verbosity", "json"}
+
+
+def settings_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the parsed options that are settings, leaving out unset ones."""
+    return {
+        key: value
+        for key, value in vars(args).items()
+        if key not in _NOT_SETTINGS and value is not None
+    }
+
+
+def configure_logging(verbosity: int, console: Any = None) -> None:
+    level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}[verbosity]
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    if console is not None:
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(console=console, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("esl_assets").setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .settings import load_environment
+
+    args = build_parser().parse_args(argv)
+    load_environment()
+    try:
+        if args.command in ("build", "plan"):
+            from .commands import run_build_command
+
+            return run_build_command(args)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except AccountError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return error.exit_code
+    except EslAssetsError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 2
+
+
+def print_json(data: dict[str, Any]) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def run_async(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)

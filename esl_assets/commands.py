@@ -1,0 +1,151 @@
+"""What the CLI subcommands run, with their terminal output."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .cli import configure_logging, print_json, run_async, settings_options
+from .jobs import AssetKind, Job, JobResult, Status
+from .pipeline import Build, BuildObserver
+from .progress import PlainProgress, RichProgress
+from .report import BuildReport
+from .settings import Settings
+
+
+class PlanCounter:
+    """Counts headwords by level and part of speech for ``plan``."""
+
+    def __init__(self) -> None:
+        self.levels: Counter[str] = Counter()
+        self.pos: Counter[str] = Counter()
+        self._seen: set[str] = set()
+
+    def on_planned(self, job: Job) -> None:
+        if job.uuid in self._seen:
+            return
+        self._seen.add(job.uuid)
+        self.levels[job.level or "-"] += 1
+        self.pos[job.pos or "-"] += 1
+
+    def on_result(self, job: Job, result: JobResult) -> None:
+        pass
+
+
+def run_build_command(args: argparse.Namespace) -> int:
+    options = settings_options(args)
+    if args.command == "plan":
+        options["dryrun"] = True
+    settings = Settings.from_options(**options)
+    verbosity = 0 if args.json and args.verbosity == 1 else args.verbosity
+    observers: list[BuildObserver] = []
+    counter = PlanCounter()
+    if args.command == "plan":
+        observers.append(counter)
+    report = _run_with_progress(settings, observers, verbosity)
+    if args.json:
+        data = report.to_dict(results=args.command == "build")
+        if args.command == "plan":
+            data["entries"] = {"by_level": dict(counter.levels), "by_pos": dict(counter.pos)}
+        print_json(data)
+    elif args.command == "plan":
+        print_plan(report, counter)
+    elif verbosity > 0 or report.exit_code:
+        print_summary(report)
+    return report.exit_code
+
+
+def _run_with_progress(
+    settings: Settings, observers: list[BuildObserver], verbosity: int
+) -> BuildReport:
+    console = Console(stderr=True)
+    use_rich = verbosity == 1 and console.is_terminal
+    configure_logging(verbosity, console if use_rich else None)
+    progress: RichProgress | PlainProgress | None = None
+    if verbosity == 1:
+        progress = RichProgress(console) if use_rich else PlainProgress()
+        observers = [*observers, progress]
+    build = Build(settings, observers=observers)
+    if progress is None:
+        return run_async(build.run())
+    with progress:
+        return run_async(build.run())
+
+
+def print_summary(report: BuildReport) -> None:
+    console = Console(file=sys.stdout)
+    table = Table(title=f"esl-assets: {report.outcome} in {report.duration_s:.1f} s")
+    table.add_column("kind")
+    for status in Status:
+        table.add_column(status.value, justify="right")
+    for kind, counts in report.counts.items():
+        if any(counts.values()):
+            table.add_row(kind, *(str(counts[s.value]) for s in Status))
+    console.print(table)
+    for name, lane in report.lanes.items():
+        console.print(
+            f"{name}: {lane['requests']} requests, {lane['retries']} retries, "
+            f"{lane['rate_limited']} rate-limited, mean latency "
+            f"{_seconds(lane['latency_mean_s'])}, p95 {_seconds(lane['latency_p95_s'])}"
+        )
+    _print_problems(console, report)
+
+
+def _print_problems(console: Console, report: BuildReport) -> None:
+    if report.rejected:
+        console.print(f"{len(report.rejected)} row(s) rejected; see the warnings above.")
+    if report.errors:
+        console.print(f"{len(report.errors)} job(s) failed; details in errors.jsonl.")
+    if report.fatal_message:
+        console.print(f"[bold red]{report.fatal_message}[/]")
+    if report.sample_prompts:
+        console.print(f"Characters to speak: {report.characters_to_speak}")
+        for prompt in report.sample_prompts:
+            console.print(f"Image prompt: {prompt}", markup=False)
+
+
+def print_plan(report: BuildReport, counter: PlanCounter) -> None:
+    console = Console(file=sys.stdout)
+    console.print(f"Headwords by level: {_counter_text(counter.levels)}")
+    console.print(f"Headwords by part of speech: {_counter_text(counter.pos)}")
+    table = Table(title="Jobs")
+    table.add_column("kind")
+    for column in ("to make", "on disk", "skipped (empty)", "error (too long)"):
+        table.add_column(column, justify="right")
+    for kind in AssetKind:
+        row = _plan_row(report, kind)
+        if any(row):
+            table.add_row(kind.value, *(str(n) for n in row))
+    console.print(table)
+    console.print(f"Characters to speak: {report.characters_to_speak}")
+    for reason, number in sorted(report.excluded.items()):
+        console.print(f"Left out ({reason}): {number}")
+    for row in report.rejected:
+        console.print(f"Rejected {row.origin} ({row.reason}): {row.message}", markup=False)
+    for prompt in report.sample_prompts:
+        console.print(f"Image prompt: {prompt}", markup=False)
+
+
+def _plan_row(report: BuildReport, kind: AssetKind) -> list[int]:
+    reasons: Counter[tuple[str, str | None]] = Counter(
+        (r.status.value, r.reason) for r in report.results if r.kind is kind
+    )
+    return [
+        reasons[("dryrun", None)],
+        reasons[("skipped", "exists")],
+        reasons[("skipped", "empty_text")],
+        reasons[("error", "too_long")],
+    ]
+
+
+def _counter_text(counter: Counter[str]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in sorted(counter.items())) or "none"
+
+
+def _seconds(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f} s"

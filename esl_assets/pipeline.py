@@ -1,0 +1,280 @@
+"""The local build: plan jobs from a dictionary and run them concurrently.
+
+Each lane (audio, images) reads the dictionary in its own pass and keeps a
+bounded window of jobs in progress, so memory does not grow with the size of
+the dictionary and a slow image lane never starves the audio lane. One
+failing job never cancels the others; an account-level failure stops new
+requests and lets the ones in flight end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from .errors import AccountError, ConfigurationError
+from .executor import JobRunner, RunState
+from .failures import Failure
+from .jobs import AssetKind, Job, JobResult, Status
+from .lanes import Lane
+from .planner import Planner, RequestTemplate, build_request_template
+from .report import DRYRUN_PROMPT_SAMPLES, BuildReport
+from .rows import RejectedRow, Row
+from .settings import Settings
+from .storage import prepare_outdir, remove_own_temp_files, remove_stale_temp_files
+
+logger = logging.getLogger(__name__)
+
+ERRORS_FILE = "errors.jsonl"
+#: Jobs a lane keeps in progress (in flight or waiting to retry) per slot.
+WINDOW_PER_SLOT = 4
+
+
+class BuildObserver(Protocol):
+    """Receives each planned job and each result, for progress and journals."""
+
+    def on_planned(self, job: Job) -> None: ...
+
+    def on_result(self, job: Job, result: JobResult) -> None: ...
+
+
+def lane_kinds(settings: Settings) -> dict[str, frozenset[AssetKind]]:
+    """Return the lanes this build uses, with the asset kinds of each."""
+    lanes: dict[str, frozenset[AssetKind]] = {}
+    if settings.audio:
+        lanes["audio"] = frozenset({AssetKind.WORD, AssetKind.SHORTDEF})
+    if settings.images:
+        lanes["images"] = frozenset({AssetKind.IMAGE})
+    return lanes
+
+
+def read_rows(settings: Settings) -> Iterator[Row | RejectedRow]:
+    """Stream the selected rows of the settings' dictionary."""
+    from .inputs import read_dictionary
+    from .selection import Selection, parse_words_option, select_rows
+
+    if settings.dictionary is None:
+        raise ConfigurationError(
+            "No dictionary given; pass the path of a SQLite, CSV, TSV, JSON, "
+            "JSONL, Merriam-Webster JSON or word-list file."
+        )
+    words: frozenset[str] | None = None
+    if settings.words:
+        words = frozenset().union(*(parse_words_option(w) for w in settings.words))
+    selection = Selection(
+        levels=frozenset(settings.level) or None,
+        pos=frozenset(settings.pos) or None,
+        words=words,
+        limit=settings.limit,
+    )
+    rows = read_dictionary(settings.dictionary, settings.format)
+    return select_rows(rows, selection)
+
+
+def adapt_to_provider(settings: Settings) -> Settings:
+    """Switch to WAV when the offline provider cannot encode the audio format."""
+    if settings.provider != "local" or not settings.audio:
+        return settings
+    from .local_provider import supported_audio_formats
+
+    if settings.audio_format in supported_audio_formats():
+        return settings
+    logger.warning(
+        "The local provider cannot encode %s here (install the 'local' extra "
+        "for PyAV); writing WAV files instead.",
+        settings.audio_format,
+    )
+    return settings.replace(audio_format="wav")
+
+
+class Build:
+    """One local build run. Create it inside the event loop that runs it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        observers: list[BuildObserver] | None = None,
+        force_files: frozenset[str] = frozenset(),
+    ) -> None:
+        self.settings = adapt_to_provider(settings)
+        self.observers = list(observers or [])
+        self.report = BuildReport()
+        self.state = RunState()
+        self._force_files = force_files
+        self._template: RequestTemplate | None = None
+        self._lanes: dict[str, Lane] = {}
+
+    def prepare(self) -> Path:
+        """Check settings and the dictionary, create the output folder.
+
+        Everything here runs before any request, so a configuration error
+        never costs money.
+        """
+        self._template = build_request_template(self.settings)
+        from .inputs import detect_format
+
+        if self.settings.dictionary is not None and self.settings.format is None:
+            detect_format(self.settings.dictionary)
+        outdir = prepare_outdir(self.settings.outdir)
+        remove_stale_temp_files(outdir)
+        return outdir
+
+    async def run(self) -> BuildReport:
+        """Run every job and return the report; raise ``AccountError`` on a fatal stop."""
+        started = time.monotonic()
+        outdir = self.prepare()
+        client = None
+        if not self.settings.dryrun:
+            from .client import create_client
+
+            client = create_client(self.settings)
+        caps = self.settings.lane_concurrency
+        self._lanes = {
+            name: Lane(name, caps[name], getattr(self.settings, f"{name[:5]}_rpm", None))
+            for name in lane_kinds(self.settings)
+        }
+        runner = JobRunner(client, self.settings, outdir, self._lanes, self.state)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index, (name, kinds) in enumerate(lane_kinds(self.settings).items()):
+                    group.create_task(
+                        self._run_lane(runner, name, kinds, record_rejects=index == 0)
+                    )
+        except asyncio.CancelledError:
+            self.report.outcome = "interrupted"
+            remove_own_temp_files(outdir)
+            raise
+        finally:
+            self.report.duration_s = time.monotonic() - started
+            self.report.lanes = {n: lane.stats.to_dict() for n, lane in self._lanes.items()}
+            if client is not None:
+                await client.close()
+        if self.state.fatal is not None:
+            self.report.outcome = "stopped"
+            self.report.fatal_message = account_error_message(self.state.fatal, self.settings)
+        return self.report
+
+    async def _run_lane(
+        self, runner: JobRunner, name: str, kinds: frozenset[AssetKind], *, record_rejects: bool
+    ) -> None:
+        assert self._template is not None
+        planner = Planner(self.settings, self._template, kinds)
+        window = asyncio.Semaphore(self._lanes[name].max_in_flight * WINDOW_PER_SLOT)
+        tasks: set[asyncio.Task[None]] = set()
+        for item in planner.plan(read_rows(self.settings)):
+            if self.state.stop.is_set():
+                break
+            if isinstance(item, RejectedRow):
+                if record_rejects:
+                    self._reject(item)
+                continue
+            self._notify_planned(item)
+            force = item.file in self._force_files
+            result = runner.settle_without_request(item, force=force)
+            if result is not None:
+                self._record(item, result)
+                continue
+            await window.acquire()
+            task = asyncio.create_task(self._execute(runner, item))
+            tasks.add(task)
+            task.add_done_callback(lambda t: (tasks.discard(t), window.release()))
+            # Let finished jobs report between planned ones.
+            await asyncio.sleep(0)
+        if tasks:
+            await asyncio.gather(*tasks)
+        self.report.excluded.update(planner.excluded)
+
+    async def _execute(self, runner: JobRunner, job: Job) -> None:
+        self._record(job, await runner.execute(job))
+
+    def _notify_planned(self, job: Job) -> None:
+        if self.settings.dryrun and job.kind is not AssetKind.IMAGE:
+            self.report.characters_to_speak += len(job.text)
+        for observer in self.observers:
+            observer.on_planned(job)
+
+    def _reject(self, row: RejectedRow) -> None:
+        self.report.rejected.append(row)
+        if row.reason == "duplicate":
+            logger.warning("Duplicate row skipped: %s", row.message)
+        else:
+            logger.warning("Row rejected (%s): %s", row.reason, row.message)
+
+    def _record(self, job: Job, result: JobResult) -> None:
+        self.report.add(result)
+        if result.status is Status.DRYRUN and job.kind is AssetKind.IMAGE:
+            if len(self.report.sample_prompts) < DRYRUN_PROMPT_SAMPLES:
+                self.report.sample_prompts.append(job.text)
+        if result.status is Status.ERROR:
+            self._log_error(job, result)
+        else:
+            logger.info("%s %s (%s)", job.ref, result.status.value, result.reason or job.file)
+        for observer in self.observers:
+            observer.on_result(job, result)
+
+    def _log_error(self, job: Job, result: JobResult) -> None:
+        logger.error("%s failed (%s): %s", job.ref, result.reason, result.error)
+        if result.reason == "stopped":
+            return
+        record = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "kind": job.kind.value,
+            "file": job.file,
+            "text": job.text,
+            "reason": result.reason,
+            "status_code": result.status_code,
+            "error_code": result.error_code,
+            "message": result.error,
+            "attempts": result.attempts,
+        }
+        path = Path(self.settings.outdir) / ERRORS_FILE
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def account_error_message(failure: Failure, settings: Settings) -> str:
+    """Say what stopped the run and what the user should do about it."""
+    detail = f"{failure.status_code} {failure.error_code or failure.reason}: {failure.message}"
+    if failure.reason == "insufficient_quota":
+        action = (
+            "Your OpenAI quota or budget is used up. Add credit or raise the "
+            "project's budget in the billing settings, then run again with --resume."
+        )
+    elif failure.reason == "rate_limit_zero":
+        action = (
+            "This key's rate limit for the model is 0. Choose another model or ask "
+            "for access, then run again with --resume."
+        )
+    elif failure.status_code == 401:
+        action = (
+            "The API key was rejected. Set OPENAI_API_KEY (environment or .env) to "
+            "a valid key and run again with --resume."
+        )
+    elif failure.status_code == 403:
+        action = (
+            "The key may not use this model or endpoint. Check the project's "
+            "permissions or choose another model, then run again with --resume."
+        )
+    else:
+        action = (
+            f"A model was not found. Check --audio-model ({settings.audio_model}) "
+            f"and --image-model ({settings.image_model}), then run again."
+        )
+    return f"The run stopped: {action} (API said: {detail})"
+
+
+async def run_build(
+    settings: Settings, *, observers: list[BuildObserver] | None = None
+) -> BuildReport:
+    """Run a local build; raise ``AccountError`` when the account stopped it."""
+    build = Build(settings, observers=observers)
+    report = await build.run()
+    if report.outcome == "stopped":
+        raise AccountError(report.fatal_message or "The run stopped.", report=report)
+    return report

@@ -1,0 +1,205 @@
+"""Files in the output folder: confinement, validation and atomic writes.
+
+A file appears under its final name only when it is complete and valid: it is
+written to a temporary name in the same folder, flushed to disk and renamed
+into place. A killed run therefore leaves either the whole file or a
+temporary file, which the next run removes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import time
+from pathlib import Path
+
+import aiofiles
+import aiofiles.os
+
+from .errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+TEMP_SUFFIX = ".part"
+#: ``.{final name}.{host}.{pid}.{random}.part``
+_TEMP_NAME = re.compile(r"\.(?P<final>.+)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.[0-9a-f]+\.part")
+#: A temporary file from another host is removed only when it is this old,
+#: since a worker on that host may still be writing it.
+FOREIGN_TEMP_MAX_AGE_S = 3600.0
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
+def prepare_outdir(outdir: Path) -> Path:
+    """Create the output folder if needed and return its resolved path."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigurationError(
+            f"Cannot create the output folder {str(outdir)!r}: {error.strerror}. "
+            "Choose another --outdir."
+        ) from None
+    if not os.access(outdir, os.W_OK):
+        raise ConfigurationError(
+            f"The output folder {str(outdir)!r} is not writable; choose another --outdir."
+        )
+    return outdir.resolve()
+
+
+def confined_path(outdir: Path, name: str) -> Path:
+    """Return ``outdir / name``, raising ``ValueError`` if it leaves ``outdir``."""
+    if not name or "/" in name or "\\" in name or "\x00" in name or name in (".", ".."):
+        raise ValueError(f"unsafe file name {name!r}")
+    path = outdir / name
+    if path.parent != outdir:
+        raise ValueError(f"file name {name!r} leaves the output folder")
+    return path
+
+
+# Signatures of the formats the API returns. AAC comes as ADTS frames, whose
+# 12-bit sync word is 0xFFF; MP3 starts with an ID3 tag or an MPEG frame sync.
+def audio_problem(head: bytes, audio_format: str) -> str | None:
+    """Return why ``head`` (the first bytes) is not valid audio, or None."""
+    if not head:
+        return "empty"
+    if audio_format == "pcm":
+        return None
+    if audio_format == "aac":
+        ok = len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0
+    elif audio_format == "mp3":
+        ok = head.startswith(b"ID3") or (
+            len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+        )
+    elif audio_format == "opus":
+        ok = head.startswith(b"OggS")
+    elif audio_format == "flac":
+        ok = head.startswith(b"fLaC")
+    elif audio_format == "wav":
+        ok = head[:4] == b"RIFF" and head[8:12] == b"WAVE"
+    else:
+        return f"unknown audio format {audio_format!r}"
+    return None if ok else f"does not start with the {audio_format} signature"
+
+
+def image_problem(head: bytes, image_format: str | None = None) -> str | None:
+    """Return why ``head`` is not a PNG, JPEG or WebP image, or None."""
+    if not head:
+        return "empty"
+    found = None
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        found = "png"
+    elif head.startswith(b"\xff\xd8\xff"):
+        found = "jpeg"
+    elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        found = "webp"
+    if found is None:
+        return "has no PNG, JPEG or WebP signature"
+    if image_format is not None and found != image_format:
+        return f"is {found}, not {image_format}"
+    return None
+
+
+def content_problem(data: bytes, file_name: str) -> str | None:
+    """Validate bytes for a file by its extension."""
+    extension = file_name.rsplit(".", 1)[-1]
+    if extension in ("png", "jpeg", "webp"):
+        return image_problem(data[:16], extension)
+    return audio_problem(data[:16], extension)
+
+
+def existing_file_problem(path: Path) -> str | None:
+    """Return None if ``path`` holds a valid file, else why it does not."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+    return content_problem(head, path.name)
+
+
+def temp_path_for(path: Path) -> Path:
+    token = os.urandom(4).hex()
+    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{token}{TEMP_SUFFIX}")
+
+
+async def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    ``fsync`` flushes the data before the rename, so even a power loss leaves
+    the old state or the whole new file. A cancelled write removes its
+    temporary file.
+    """
+    temp = temp_path_for(path)
+    try:
+        async with aiofiles.open(temp, "wb") as handle:
+            await handle.write(data)
+            if fsync:
+                await handle.flush()
+                await aiofiles.os.wrap(os.fsync)(handle.fileno())
+        await aiofiles.os.replace(temp, path)
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        logger.warning("Could not remove temporary file %s: %s", path, error)
+
+
+def remove_stale_temp_files(outdir: Path) -> int:
+    """Remove temporary files left by dead runs; return how many were removed.
+
+    A file from this host is stale when its process is gone; one from another
+    host (a shared folder) when it is older than ``FOREIGN_TEMP_MAX_AGE_S``.
+    """
+    removed = 0
+    now = time.time()
+    with os.scandir(outdir) as entries:
+        for entry in entries:
+            if not entry.name.endswith(TEMP_SUFFIX):
+                continue
+            match = _TEMP_NAME.fullmatch(entry.name)
+            if match is None:
+                continue
+            if match["host"] == _HOST:
+                stale = not _process_alive(int(match["pid"]))
+            else:
+                stale = now - entry.stat().st_mtime > FOREIGN_TEMP_MAX_AGE_S
+            if stale:
+                _remove_quietly(Path(entry.path))
+                removed += 1
+    if removed:
+        logger.info("Removed %d temporary file(s) left by interrupted runs.", removed)
+    return removed
+
+
+def remove_own_temp_files(outdir: Path) -> int:
+    """Remove this process's temporary files (after a cancelled run)."""
+    removed = 0
+    marker = f".{_HOST}.{os.getpid()}."
+    with os.scandir(outdir) as entries:
+        for entry in entries:
+            if entry.name.endswith(TEMP_SUFFIX) and marker in entry.name:
+                _remove_quietly(Path(entry.path))
+                removed += 1
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
