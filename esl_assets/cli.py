@@ -80,6 +80,28 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
           help="seconds per image request (default 240)")
     parser.add_argument("--dryrun", "--dry-run", dest="dryrun", action="store_true",
                         default=None, help="plan and count, send nothing, need no key")
+    _flag(run, "grace", dest="grace_s", type=float,
+          help="seconds in-flight jobs get to finish after Ctrl-C or SIGTERM (default 10)")
+
+    state = parser.add_argument_group("resume")
+    _flag(state, "resume", action="store_true", default=None,
+          help="continue the last unfinished run in --outdir with its saved settings")
+    _flag(state, "retry_failed", action="store_true", default=None,
+          help="retry the jobs that failed in the last run")
+    _flag(state, "retry_blocked", action="store_true", default=None,
+          help="with --retry-failed, also retry content-policy refusals")
+    _flag(state, "refresh_changed", action="store_true", default=None,
+          help="regenerate files whose text or settings changed since they were made")
+
+    queue = parser.add_argument_group("redis queue")
+    add_queue_options(queue)
+    _flag(queue, "exit_when_empty", action=argparse.BooleanOptionalAction, default=None,
+          help="stop when nothing is pending or in flight (default for build)")
+
+
+def add_queue_options(group: argparse._ActionsContainer) -> None:
+    _flag(group, "redis_url", help="Redis URL of a shared job queue (or ESL_ASSETS_REDIS_URL)")
+    _flag(group, "queue", help="queue name, to keep dictionaries apart (default esl-assets)")
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -89,22 +111,36 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
                         help="print the summary and per-job results as JSON on stdout")
 
 
+#: Modules that add subcommands. Each has ``add_parsers(subparsers)`` and sets
+#: ``handler`` (a function of the parsed arguments returning an exit code) on
+#: each parser it adds. They are imported only when the command line is parsed.
+COMMAND_MODULES = (
+    "esl_assets.commands",
+    "esl_assets.state_commands",
+    "esl_assets.queue_commands",
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
     parser = argparse.ArgumentParser(
         prog="esl-assets",
         description="Turn an ESL dictionary into spoken audio and illustrations.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    build = commands.add_parser("build", help="generate every missing asset")
-    add_build_options(build)
-    add_output_options(build)
-    plan = commands.add_parser("plan", help="show what a build would do, send nothing")
-    add_build_options(plan)
-    add_output_options(plan)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
+            continue
+        module.add_parsers(commands)
     return parser
 
 
-_NOT_SETTINGS = {"command", "verbosity", "json"}
+_NOT_SETTINGS = {"command", "verbosity", "json", "handler"}
 
 
 def settings_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,10 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     load_environment()
     try:
-        if args.command in ("build", "plan"):
-            from .commands import run_build_command
-
-            return run_build_command(args)
+        return int(args.handler(args))
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -153,7 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EslAssetsError as error:
         print(f"Error: {error}", file=sys.stderr)
         return error.exit_code
-    return 2
 
 
 def print_json(data: dict[str, Any]) -> None:

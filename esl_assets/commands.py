@@ -10,12 +10,30 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .cli import configure_logging, print_json, run_async, settings_options
+from .cli import (
+    add_build_options,
+    add_output_options,
+    configure_logging,
+    print_json,
+    run_async,
+    settings_options,
+)
 from .jobs import AssetKind, Job, JobResult, Status
 from .pipeline import Build, BuildObserver
 from .progress import PlainProgress, RichProgress
 from .report import BuildReport
 from .settings import Settings
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    build = commands.add_parser("build", help="generate every missing asset")
+    add_build_options(build)
+    add_output_options(build)
+    build.set_defaults(handler=run_build_command)
+    plan = commands.add_parser("plan", help="show what a build would do, send nothing")
+    add_build_options(plan)
+    add_output_options(plan)
+    plan.set_defaults(handler=run_build_command)
 
 
 class PlanCounter:
@@ -42,6 +60,10 @@ def run_build_command(args: argparse.Namespace) -> int:
     if args.command == "plan":
         options["dryrun"] = True
     settings = Settings.from_options(**options)
+    if settings.redis_url and args.command == "build":
+        from .queue_commands import run_queue_build
+
+        return run_queue_build(args, settings)
     verbosity = 0 if args.json and args.verbosity == 1 else args.verbosity
     observers: list[BuildObserver] = []
     counter = PlanCounter()
