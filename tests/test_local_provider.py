@@ -7,6 +7,7 @@ import base64
 import io
 import logging
 import math
+import sys
 import threading
 from array import array
 from collections.abc import AsyncIterator
@@ -413,6 +414,18 @@ async def test_fallback_to_wav_when_encoder_missing(
     assert first.response.headers["content-type"] == "audio/wav"
     warnings = [record for record in caplog.records if "aac" in record.getMessage()]
     assert len(warnings) == 1
+
+
+def test_without_pyav_only_wav_pcm(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A None entry in sys.modules makes "import av" raise ImportError.
+    monkeypatch.setitem(sys.modules, "av", None)
+    source = array("h", [1000] * 2205).tobytes()
+
+    formats = encode._probe_supported_formats.__wrapped__()
+    resampled = encode.resample_pcm(source, 22050, 24000)
+
+    assert formats == {"wav", "pcm"}
+    assert len(resampled) == 2 * 2400
 
 
 def test_supported_formats_include_wav_pcm() -> None:

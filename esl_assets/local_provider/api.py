@@ -156,6 +156,7 @@ def parse_speech_request(payload: dict[str, Any]) -> SpeechRequest:
             code="invalid_value",
         )
 
+    # eSpeak NG cannot follow style instructions, so they are checked and ignored.
     _optional_string(payload, "instructions")
     return SpeechRequest(
         text=text,
