@@ -123,6 +123,8 @@ def _print_problems(console: Console, report: BuildReport) -> None:
         console.print(f"{len(report.rejected)} row(s) rejected; see the warnings above.")
     if report.errors:
         console.print(f"{len(report.errors)} job(s) failed; details in errors.jsonl.")
+    if report.not_run:
+        console.print(f"{report.not_run} job(s) not run because the run stopped.")
     if report.fatal_message:
         console.print(f"[bold red]{report.fatal_message}[/]")
     if report.sample_prompts:

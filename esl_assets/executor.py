@@ -147,11 +147,15 @@ class JobRunner:
     async def _attempt(self, job: Job, lane: Lane) -> Generated | Failure:
         if self.client is None:
             raise RuntimeError("JobRunner.client is None outside a dry run")
+        stopped = Failure(FailureKind.FATAL, "stopped", "The run was stopped.")
         await lane.acquire()
         try:
             if self.state.stop.is_set():
-                return Failure(FailureKind.FATAL, "stopped", "The run was stopped.")
+                return stopped
             async with self._slots:
+                # The stop may have come while this job waited for a slot.
+                if self.state.stop.is_set():
+                    return stopped
                 return await self._request(job, lane)
         finally:
             await lane.release()

@@ -207,6 +207,11 @@ class Build:
             logger.warning("Row rejected (%s): %s", row.reason, row.message)
 
     def _record(self, job: Job, result: JobResult) -> None:
+        if result.reason == "stopped":
+            # Never sent because the run stopped: still to do, not failed.
+            self.report.not_run += 1
+            logger.debug("%s not run: the run stopped", job.ref)
+            return
         self.report.add(result)
         if result.status is Status.DRYRUN and job.kind is AssetKind.IMAGE:
             if len(self.report.sample_prompts) < DRYRUN_PROMPT_SAMPLES:
@@ -219,9 +224,8 @@ class Build:
             observer.on_result(job, result)
 
     def _log_error(self, job: Job, result: JobResult) -> None:
-        logger.error("%s failed (%s): %s", job.ref, result.reason, result.error)
-        if result.reason == "stopped":
-            return
+        if self.state.fatal is None:
+            logger.error("%s failed (%s): %s", job.ref, result.reason, result.error)
         record = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "kind": job.kind.value,
@@ -240,33 +244,37 @@ class Build:
 
 def account_error_message(failure: Failure, settings: Settings) -> str:
     """Say what stopped the run and what the user should do about it."""
-    detail = f"{failure.status_code} {failure.error_code or failure.reason}: {failure.message}"
+    detail = (
+        f"HTTP {failure.status_code} {failure.error_code or failure.reason}: "
+        f"{failure.message}"
+    )
     if failure.reason == "insufficient_quota":
         action = (
-            "Your OpenAI quota or budget is used up. Add credit or raise the "
-            "project's budget in the billing settings, then run again with --resume."
+            "Stopped: your OpenAI quota or budget is used up. Add credit or raise "
+            "the project's budget in the billing settings, then run again."
         )
     elif failure.reason == "rate_limit_zero":
         action = (
-            "This key's rate limit for the model is 0. Choose another model or ask "
-            "for access, then run again with --resume."
+            "Stopped: this key's rate limit for the model is 0. Choose another "
+            "model or ask for access, then run again."
         )
     elif failure.status_code == 401:
         action = (
-            "The API key was rejected. Set OPENAI_API_KEY (environment or .env) to "
-            "a valid key and run again with --resume."
+            "Stopped: the API key was rejected. Set OPENAI_API_KEY (environment "
+            "or .env) to a valid key and run again."
         )
     elif failure.status_code == 403:
         action = (
-            "The key may not use this model or endpoint. Check the project's "
-            "permissions or choose another model, then run again with --resume."
+            "Stopped: the key may not use this model or endpoint. Check the "
+            "project's permissions or choose another model, then run again."
         )
     else:
         action = (
-            f"A model was not found. Check --audio-model ({settings.audio_model}) "
-            f"and --image-model ({settings.image_model}), then run again."
+            f"Stopped: a model was not found. Check --audio-model "
+            f"({settings.audio_model}) and --image-model ({settings.image_model}), "
+            "then run again."
         )
-    return f"The run stopped: {action} (API said: {detail})"
+    return f"{action} The API said: {detail}"
 
 
 async def run_build(

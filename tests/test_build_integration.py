@@ -1,0 +1,130 @@
+"""The CLI builds the whole sample dictionary against a real local HTTP server."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from fake_openai import FakeOpenAI
+
+from esl_assets.storage import existing_file_problem
+
+DATA = Path(__file__).parent / "data"
+SAMPLE = DATA / "sample.sqlite"
+
+
+def run_cli(*args: str, key: str | None = "sk-test", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ESL_ASSETS_"))}
+    if key is not None:
+        env["OPENAI_API_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "esl_assets", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def expected_files() -> dict[str, tuple[str, str]]:
+    """Map every file the sample should produce to (lane, text), from SQL alone.
+
+    Entries flagged offensive (flags bit 1) get audio but no image.
+    """
+    files: dict[str, tuple[str, str]] = {}
+    with sqlite3.connect(f"file:{SAMPLE}?mode=ro", uri=True) as db:
+        for uuid, word in db.execute("SELECT uuid, word FROM words"):
+            files[f"word_{uuid}_0.aac"] = ("audio", word)
+        rows = db.execute(
+            "SELECT s.uuid, s.id, s.definition, w.flags"
+            " FROM shortdef s JOIN words w ON w.uuid = s.uuid"
+        )
+        for uuid, definition_id, definition, flags in rows:
+            files[f"shortdef_{uuid}_{definition_id}.aac"] = ("audio", definition)
+            if not flags & 1:
+                files[f"image_{uuid}_{definition_id}.png"] = ("images", definition)
+    return files
+
+
+@pytest.mark.slow
+def test_sample_build_one_request_per_file(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    outdir = tmp_path / "assets"
+    result = run_cli(
+        "build", str(SAMPLE), "--outdir", str(outdir), "--base-url", fake_openai.base_url,
+        "--concurrency", "20", "-v", "0",
+    )
+    assert result.returncode == 0, result.stderr
+    expected = expected_files()
+    written = {p.name for p in outdir.iterdir() if not p.name.startswith(".")}
+    assert written == set(expected)
+    for name in expected:
+        assert existing_file_problem(outdir / name) is None, name
+    audio_texts = Counter(t for lane, t in expected.values() if lane == "audio")
+    sent_audio = Counter(r.text for r in fake_openai.requests if r.lane == "audio")
+    assert sent_audio == audio_texts
+    assert fake_openai.count(lane="images") == sum(1 for lane, _ in expected.values() if lane == "images")
+    assert fake_openai.count() == len(expected)
+
+    fake_openai.reset_records()
+    again = run_cli(
+        "build", str(SAMPLE), "--outdir", str(outdir), "--base-url", fake_openai.base_url, "-v", "0",
+    )
+    assert again.returncode == 0, again.stderr
+    assert fake_openai.count() == 0
+
+
+def test_dryrun_needs_no_key_and_sends_nothing(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    result = run_cli(
+        "build", str(SAMPLE), "--outdir", str(tmp_path), "--base-url", fake_openai.base_url,
+        "--dryrun", "--limit", "10", key=None,
+    )
+    assert result.returncode == 0, result.stderr
+    assert fake_openai.count() == 0
+    assert "Image prompt:" in result.stdout
+    assert not [p for p in tmp_path.iterdir() if p.suffix in (".aac", ".png")]
+
+
+def test_retired_model_refused_before_any_request(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    result = run_cli(
+        "build", str(SAMPLE), "--outdir", str(tmp_path), "--base-url", fake_openai.base_url,
+        "--image-model", "dall-e-3",
+    )
+    assert result.returncode == 2
+    assert "dall-e-3" in result.stderr
+    assert "gpt-image-2.5" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert fake_openai.count() == 0
+
+
+def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_cli("build", str(SAMPLE), "--outdir", str(tmp_path), key=None)
+    assert result.returncode == 2
+    assert "OPENAI_API_KEY" in result.stderr
+    assert "--provider local" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unauthorized_stops_within_concurrency(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    result = run_cli(
+        "build", str(SAMPLE), "--outdir", str(tmp_path), "--base-url", fake_openai.base_url,
+        "--concurrency", "5", key="sk-wrong",
+    )
+    assert result.returncode == 3, result.stderr
+    # Each lane may have its whole cap in flight when the first 401 arrives.
+    assert fake_openai.count() <= 5
+    assert "OPENAI_API_KEY" in result.stdout + result.stderr
+    assert "sk-wrong" not in result.stdout + result.stderr
+    assert not [p for p in tmp_path.iterdir() if p.suffix in (".aac", ".png")]
+
+
+def test_missing_dictionary_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_cli("build", str(tmp_path / "nope.csv"), "--outdir", str(tmp_path), "--dryrun")
+    assert result.returncode == 2
+    assert "nope.csv" in result.stderr
+    assert "Traceback" not in result.stderr
