@@ -166,28 +166,27 @@ class Build:
         assert self._template is not None
         planner = Planner(self.settings, self._template, kinds)
         window = asyncio.Semaphore(self._lanes[name].max_in_flight * WINDOW_PER_SLOT)
-        tasks: set[asyncio.Task[None]] = set()
-        for item in planner.plan(read_rows(self.settings)):
-            if self.state.stop.is_set():
-                break
-            if isinstance(item, RejectedRow):
-                if record_rejects:
-                    self._reject(item)
-                continue
-            self._notify_planned(item)
-            force = item.file in self._force_files
-            result = runner.settle_without_request(item, force=force)
-            if result is not None:
-                self._record(item, result)
-                continue
-            await window.acquire()
-            task = asyncio.create_task(self._execute(runner, item))
-            tasks.add(task)
-            task.add_done_callback(lambda t: (tasks.discard(t), window.release()))
-            # Let finished jobs report between planned ones.
-            await asyncio.sleep(0)
-        if tasks:
-            await asyncio.gather(*tasks)
+        # When the lane is cancelled, the task group cancels the jobs in
+        # progress and waits for them, so no job outlives a cancelled build.
+        async with asyncio.TaskGroup() as jobs:
+            for item in planner.plan(read_rows(self.settings)):
+                if self.state.stop.is_set():
+                    break
+                if isinstance(item, RejectedRow):
+                    if record_rejects:
+                        self._reject(item)
+                    continue
+                self._notify_planned(item)
+                force = item.file in self._force_files
+                result = runner.settle_without_request(item, force=force)
+                if result is not None:
+                    self._record(item, result)
+                    continue
+                await window.acquire()
+                task = jobs.create_task(self._execute(runner, item))
+                task.add_done_callback(lambda _: window.release())
+                # Let finished jobs report between planned ones.
+                await asyncio.sleep(0)
         self.report.excluded.update(planner.excluded)
 
     async def _execute(self, runner: JobRunner, job: Job) -> None:
