@@ -57,9 +57,15 @@ def clean_mw(text: str) -> str:
     field, and every other token, formatting tags and unknown ones included,
     is removed with its text kept. Whitespace is collapsed and trimmed.
     """
+    return _WHITESPACE.sub(" ", _render_mw(text)).strip()
+
+
+def _render_mw(text: str) -> str:
+    if "{" not in text:
+        return text
+
     text = _MW_DX_BLOCK.sub("", text)
-    text = _MW_TOKEN.sub(_render_mw_token, text)
-    return _WHITESPACE.sub(" ", text).strip()
+    return _MW_TOKEN.sub(_render_mw_token, text)
 
 
 def _render_mw_token(match: re.Match[str]) -> str:
@@ -83,10 +89,14 @@ def clean_text(text: str) -> str:
     entities, control characters, whitespace, NFC. Entities are unescaped
     after tags are stripped, so ``&lt;b&gt;`` stays visible as ``<b>``.
     """
-    text = clean_mw(text)
-    text = _HTML_BLOCK_TAG.sub(" ", text)
-    text = _HTML_INLINE_TAG.sub("", text)
-    text = html.unescape(text)
+    text = _render_mw(text)
+    if "<" in text:
+        text = _HTML_BLOCK_TAG.sub(" ", text)
+        text = _HTML_INLINE_TAG.sub("", text)
+
+    if "&" in text:
+        text = html.unescape(text)
+
     text = _remove_control_characters(text)
     text = _WHITESPACE.sub(" ", text).strip()
     return unicodedata.normalize("NFC", text)

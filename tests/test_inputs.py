@@ -73,6 +73,19 @@ def test_detect_format_json_list_of_entries(tmp_path: Path) -> None:
     assert detect_format(path) == "json"
 
 
+def test_detect_format_json_lines_named_json(tmp_path: Path) -> None:
+    path = tmp_path / "entries.json"
+    path.write_text('{"word": "cat"}\n{"word": "dog"}\n', "utf-8")
+    assert detect_format(path) == "jsonl"
+    assert [row.word for row in read_rows(path)] == ["cat", "dog"]
+
+
+def test_detect_format_single_object_json(tmp_path: Path) -> None:
+    path = tmp_path / "entry.json"
+    path.write_text('{"word": "cat",\n "definitions": ["a feline"]}\n', "utf-8")
+    assert detect_format(path) == "json"
+
+
 def test_detect_format_mw_suggestions(tmp_path: Path) -> None:
     path = tmp_path / "catt.json"
     path.write_text(json.dumps(["cat", "cats", "catty"]), "utf-8")

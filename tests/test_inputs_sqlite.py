@@ -114,6 +114,20 @@ def test_bad_rows_in_database(tmp_path: Path) -> None:
     assert items[1].definition == "liquid"
 
 
+def test_invalid_utf8_text_replaced(tmp_path: Path) -> None:
+    path = build_database(
+        tmp_path / "u.sqlite",
+        SCHEMA
+        + """
+        INSERT INTO words VALUES (CAST(X'6361ff74' AS TEXT), 'noun', 'u', 0, 'A1');
+        INSERT INTO shortdef VALUES ('u', 'a feline', 1);
+        """,
+    )
+    rows = list(read_dictionary(path))
+    assert isinstance(rows[0], Row)
+    assert rows[0].word == "ca\ufffdt"
+
+
 def test_missing_table_lists_tables(tmp_path: Path) -> None:
     path = build_database(
         tmp_path / "m.sqlite", "CREATE TABLE entries (word TEXT, uuid TEXT);"

@@ -7,8 +7,8 @@
 3. ``.csv`` is ``csv``; ``.tsv`` and ``.tab`` are ``tsv``; ``.jsonl`` and
    ``.ndjson`` are ``jsonl``; ``.txt`` and ``.lst`` are ``wordlist``.
 4. ``.json`` is ``mw`` when its list contains Merriam-Webster entries (objects
-   with ``meta`` and ``hwi`` or ``shortdef``) or "did you mean" strings,
-   else ``json``.
+   with ``meta`` and ``hwi`` or ``shortdef``) or "did you mean" strings. It
+   is ``jsonl`` when it starts with two objects, else ``json``.
 5. Any other name is judged by its first line: ``[`` is JSON as in step 4,
    ``{`` is ``jsonl``, a tab means ``tsv``, a comma and a known column name
    mean ``csv``, and other UTF-8 text is a ``wordlist``.
@@ -165,8 +165,11 @@ def _decode_head(path: Path, head: bytes) -> str:
 
 
 def _json_flavour(text: str) -> str:
-    """Return ``mw`` or ``json`` for a JSON document starting with ``text``."""
+    """Return ``mw``, ``json`` or ``jsonl`` for a document starting with ``text``."""
     stripped = text.lstrip()
+    if stripped.startswith("{"):
+        return "jsonl" if _has_second_object(stripped) else "json"
+
     if not stripped.startswith("["):
         return "json"
 
@@ -187,6 +190,16 @@ def _json_flavour(text: str) -> str:
             return "mw"
 
     return "json"
+
+
+def _has_second_object(text: str) -> bool:
+    """Return whether another JSON object follows the first one in ``text``."""
+    try:
+        _, end = json.JSONDecoder().raw_decode(text)
+    except json.JSONDecodeError:
+        return False
+
+    return text[end:].lstrip().startswith("{")
 
 
 def _sniff_text(path: Path, text: str) -> str:
