@@ -556,7 +556,7 @@ def test_rate_limiter_staggers_waiting_clients() -> None:
     first_waiter = limiter.acquire(2.0)
     second_waiter = limiter.acquire(2.0)
     assert first_waiter[:2] == (False, 58.0)
-    assert second_waiter[:2] == (False, 59.0)
+    assert second_waiter[:2] == (False, 88.0)
     assert limiter.acquire(60.0)[0]
     assert not limiter.acquire(60.5)[0]
     assert limiter.acquire(61.0)[0]
