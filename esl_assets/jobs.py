@@ -17,7 +17,7 @@ from typing import Any
 
 
 class AssetKind(StrEnum):
-    """What a job makes. The value is the file name prefix."""
+    """Kind of asset a job makes. The value is the file name prefix."""
 
     #: The headword spoken: ``word_{uuid}_0.{audio format}``.
     WORD = "word"
@@ -39,7 +39,7 @@ class Status(StrEnum):
     #: No request was needed: the file is already valid on disk, or the text
     #: is empty.
     SKIPPED = "skipped"
-    #: The job failed; ``error`` says why.
+    #: The job failed, and ``error`` gives the reason.
     ERROR = "error"
     #: ``--dryrun``: the job was planned and nothing was sent.
     DRYRUN = "dryrun"
@@ -108,7 +108,7 @@ def compute_fingerprint(kind: AssetKind, text: str, params: dict[str, Any]) -> s
 
 @dataclass(slots=True)
 class JobResult:
-    """What happened to one job. ``to_status_dict`` is the public shape."""
+    """Outcome of one job. ``to_status_dict`` returns the public shape."""
 
     status: Status
     file: str

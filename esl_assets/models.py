@@ -3,8 +3,8 @@
 The table follows the model lists and parameter notes of the ``openai`` Python
 SDK 3.51 to 3.60 (``types/audio/speech_model.py``, ``types/image_model.py`` and
 the ``images.generate`` docstring). A model whose shutdown date has passed is
-rejected before any request; one with an announced shutdown runs with a
-warning; an unknown name is passed through with a warning, because new models
+rejected before any request. One with an announced shutdown runs with a
+warning. An unknown name is passed through with a warning, because new models
 appear between SDK releases.
 """
 
@@ -39,7 +39,7 @@ IMAGE_SIZE_NAMES = {
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """What one model accepts, and when it stops working."""
+    """Parameters one model accepts, and its shutdown date."""
 
     name: str
     kind: str  # "speech" or "image"
