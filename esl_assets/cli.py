@@ -73,7 +73,7 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     _flag(run, "base_url", help="URL of an OpenAI-compatible API (or OPENAI_BASE_URL)")
     _flag(run, "max_attempts", type=int, help="requests per job at most (default 4)")
     _flag(run, "max_retry_wait", dest="max_retry_wait_s", type=float,
-          help="longest wait before a retry, in seconds (default 60)")
+          help="maximum wait before a retry, in seconds (default 60)")
     _flag(run, "audio_timeout", dest="audio_timeout_s", type=float,
           help="seconds per speech request (default 60)")
     _flag(run, "image_timeout", dest="image_timeout_s", type=float,

@@ -1,8 +1,8 @@
 """Run one job: check the disk, send the request with retries, write the file.
 
 The same ``JobRunner`` serves the local pipeline and the Redis queue worker.
-A job holds a lane slot and an overall concurrency slot only while its
-request is in flight; while it waits to retry it holds neither.
+A job takes a lane slot and an overall concurrency slot only while its
+request is in flight. While it waits to retry, it keeps neither.
 """
 
 from __future__ import annotations

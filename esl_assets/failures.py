@@ -25,7 +25,7 @@ import openai
 
 
 class FailureKind(StrEnum):
-    """How the pipeline treats a failed request."""
+    """Policy for a failed request."""
 
     #: Worth another attempt after a delay.
     TRANSIENT = "transient"

@@ -15,7 +15,7 @@ from .jobs import AssetKind, Job
 
 @dataclass(frozen=True, slots=True)
 class Generated:
-    """The bytes of one asset and what the response said about limits."""
+    """Bytes of one asset, with the response headers (rate-limit state)."""
 
     data: bytes
     headers: httpx2.Headers

@@ -103,7 +103,7 @@ class Lane:
                 raise
 
     async def _wait_for_change(self) -> None:
-        # Wake up at the end of a pause even if nobody releases a slot.
+        # Wake up at the end of a pause even if no request releases a slot.
         timeout = max(0.0, self._paused_until - time.monotonic()) or None
         try:
             await asyncio.wait_for(self._changed.wait(), timeout)
@@ -141,7 +141,7 @@ class Lane:
             self._paused_until = until
 
     def observe_headers(self, remaining: int | None, reset_s: float | None) -> None:
-        """Slow down before a 429 when the server says the window is nearly used.
+        """Slow down before a 429 when the server reports the window nearly used.
 
         ``remaining`` and ``reset_s`` come from ``x-ratelimit-remaining-requests``
         and ``x-ratelimit-reset-requests``. When fewer requests remain than are

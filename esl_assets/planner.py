@@ -1,6 +1,6 @@
 """Turn dictionary rows into jobs, one per asset, each file planned once.
 
-The planner is a generator over a row stream, so memory holds one row at a
+The planner is a generator over a row stream, so memory keeps one row at a
 time plus a set of the file names planned so far (about 100 bytes each).
 """
 

@@ -109,7 +109,7 @@ def content_problem(data: bytes, file_name: str) -> str | None:
 
 
 def existing_file_problem(path: Path) -> str | None:
-    """Return None if ``path`` holds a valid file, else why it does not."""
+    """Return None if ``path`` is a valid file, else the reason it is not."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(16)
