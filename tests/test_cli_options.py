@@ -1,0 +1,140 @@
+"""CLI options, the replaced script's spellings, and settings precedence."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from esl_assets.cli import build_parser, settings_options
+from esl_assets.errors import ConfigurationError
+from esl_assets.settings import Settings, load_environment
+
+DATA = Path(__file__).parent / "data"
+
+
+def parse(*argv: str) -> dict[str, object]:
+    return settings_options(build_parser().parse_args(["build", "dict.csv", *argv]))
+
+
+def test_underscore_spellings_match_dashes() -> None:
+    old = parse(
+        "--no_audio", "--audio_model", "tts-1", "--audio_voice", "nova",
+        "--image_model", "gpt-image-2", "--image_size", "square", "--outdir", "x",
+    )
+    new = parse(
+        "--no-audio", "--audio-model", "tts-1", "--audio-voice", "nova",
+        "--image-model", "gpt-image-2", "--image-size", "square", "--outdir", "x",
+    )
+    assert old == new
+    assert old["audio"] is False
+    assert old["image_size"] == "square"
+
+
+def test_dryrun_spellings() -> None:
+    assert parse("--dryrun")["dryrun"] is True
+    assert parse("--dry-run")["dryrun"] is True
+    assert "dryrun" not in parse()
+
+
+def test_unset_flags_leave_defaults() -> None:
+    settings = Settings.from_options(**parse())
+    assert settings.outdir == Path("assets_hires")
+    assert settings.concurrency == 5
+    assert settings.audio_format == "aac"
+    assert settings.image_size == "vertical"
+    assert settings.audio_voice == "alloy"
+
+
+def test_flags_beat_environment_beat_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ESL_ASSETS_CONCURRENCY", raising=False)
+    monkeypatch.delenv("ESL_ASSETS_AUDIO_VOICE", raising=False)
+    monkeypatch.delenv("ESL_ASSETS_OUTDIR", raising=False)
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "ESL_ASSETS_CONCURRENCY=7\nESL_ASSETS_AUDIO_VOICE=sage\nESL_ASSETS_OUTDIR=from-dotenv\n"
+    )
+    monkeypatch.setenv("ESL_ASSETS_AUDIO_VOICE", "coral")
+    load_environment(dotenv)
+    settings = Settings.from_options(outdir=Path("from-flag"))
+    assert settings.concurrency == 7
+    assert settings.audio_voice == "coral"
+    assert settings.outdir == Path("from-flag")
+    # load_environment put these into os.environ; monkeypatch does not know.
+    os.environ.pop("ESL_ASSETS_CONCURRENCY", None)
+    os.environ.pop("ESL_ASSETS_OUTDIR", None)
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"concurrency": 0}, "--concurrency 0"),
+        ({"audio_format": "ogg"}, "--audio-format 'ogg'"),
+        ({"audio_speed": 5.0}, "--audio-speed 5.0"),
+        ({"image_prompt": "{word} {colour}"}, "{word}, {pos}"),
+        ({"audio": False, "images": False}, "nothing to build"),
+        ({"concurrncy": 3}, "concurrncy"),
+    ],
+)
+def test_invalid_settings_name_the_value(options: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_options(**options)
+    assert fragment in str(caught.value)
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ESL_ASSETS_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "esl_assets", *args],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
+    )
+
+
+def test_bad_rows_never_escape_outdir(tmp_path: Path) -> None:
+    outdir = tmp_path / "out"
+    result = run_cli(
+        "build", str(DATA / "bad-rows.csv"), "--provider", "local", "--outdir", str(outdir),
+        "--json", cwd=tmp_path,
+    )
+    report = json.loads(result.stdout)
+    assert result.returncode in (0, 1), result.stderr
+    # Everything the run wrote is directly inside outdir, and nothing else.
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert all(p.parts[0] == "out" for p in written)
+    assert not (tmp_path / "escape").exists()
+    rejected = {r["origin"].split()[-1]: r["reason"] for r in report["rejected"]}
+    assert "unsafe_id" in rejected.values()
+    reasons = {r["reason"] for r in report["errors"]}
+    assert reasons <= {"too_long"}
+    skipped_empty = [r for r in report["results"] if r.get("reason") == "empty_text"]
+    assert skipped_empty
+
+
+def test_json_output_has_status_dicts(tmp_path: Path) -> None:
+    result = run_cli(
+        "build", str(DATA / "sample.csv"), "--provider", "local", "--outdir", str(tmp_path / "o"),
+        "--limit", "2", "--no-images", "--json", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    statuses = {r["status"] for r in report["results"]}
+    assert statuses == {"success"}
+    assert all(set(r) >= {"status", "file"} for r in report["results"])
+    assert report["counts"]["word"]["success"] == 2
+    assert report["counts"]["image"]["success"] == 0
+
+
+def test_verbosity_zero_prints_nothing_on_success(tmp_path: Path) -> None:
+    result = run_cli(
+        "build", str(DATA / "sample.csv"), "--provider", "local", "--outdir", str(tmp_path / "o"),
+        "--limit", "1", "--no_images", "--verbosity", "0", cwd=tmp_path,
+    )
+    assert result.returncode == 0
+    assert result.stdout == ""
+    assert result.stderr == ""
