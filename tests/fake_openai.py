@@ -1142,6 +1142,10 @@ class FakeOpenAI:
             raise RuntimeError("FakeOpenAI is already running")
 
         loop = asyncio.new_event_loop()
+        # The server thread shares the GIL with the client under test, so in
+        # asyncio debug mode GIL waits alone can pass the default 0.1 s
+        # slow-callback threshold and log warnings that are not server bugs.
+        loop.slow_callback_duration = 0.5
         thread = threading.Thread(
             target=_run_loop_forever, args=(loop,), name="fake-openai", daemon=True
         )
