@@ -36,7 +36,7 @@ class BuildReport:
     #: Dry run: characters that would be spoken, and the first image prompts.
     characters_to_speak: int = 0
     sample_prompts: list[str] = field(default_factory=list)
-    #: Folder of the files, set by ``build()``; ``show()`` reads files from it.
+    #: Folder of the files, which ``build()`` sets and ``show()`` reads.
     outdir: Path | None = None
     #: Headword of each entry by uuid, set by ``build()`` for ``show()``.
     headwords: dict[str, str] = field(default_factory=dict)
@@ -158,8 +158,8 @@ class BuildReport:
         if isinstance(entry, int):
             if not -len(entries) <= entry < len(entries):
                 raise IndexError(
-                    f"Entry {entry} is out of range: this report has "
-                    f"{len(entries)} entries; report.entries() lists them."
+                    f"Entry {entry} is out of range because this report has "
+                    f"{len(entries)} entries. report.entries() lists them."
                 )
             return {entries[entry]}
         if entry in entries:
@@ -169,7 +169,7 @@ class BuildReport:
         if not matches:
             raise LookupError(
                 f"No entry with the uuid or headword {entry!r} has results in "
-                "this report; report.entries() lists the uuids."
+                "this report. report.entries() lists the uuids."
             )
         return matches
 
