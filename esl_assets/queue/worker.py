@@ -267,7 +267,7 @@ class Worker:
         """Stop claiming; jobs in flight get ``grace_s`` to finish (signal handlers)."""
         if not self._done.is_set():
             logger.warning(
-                "Worker %s is stopping; jobs in flight get %.0f s to finish.",
+                "Worker %s is stopping; jobs in flight get %.1f s to finish.",
                 self.worker_id,
                 self.options.grace_s,
             )
