@@ -337,11 +337,24 @@ def test_no_progress_by_default_outside_notebook(
     assert "all" not in capfd.readouterr().err
 
 
+def live_refresh_threads() -> list[threading.Thread]:
+    """Return rich's refresh threads that have not been told to stop.
+
+    ``Live.stop()`` sets the thread's ``done`` event without joining it, so a
+    stopped display's thread may still be alive for a moment.
+    """
+    from rich.live import _RefreshThread
+
+    return [
+        thread
+        for thread in threading.enumerate()
+        if isinstance(thread, _RefreshThread) and not thread.done.is_set()
+    ]
+
+
 def test_terminal_progress_stopped_after_failure(
     fake_openai: FakeOpenAI, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    from rich.live import _RefreshThread
-
     with pytest.raises(AccountError):
         esl_assets.build(
             SAMPLE,
@@ -349,7 +362,7 @@ def test_terminal_progress_stopped_after_failure(
             progress=True,
             **fake_options(fake_openai, api_key="sk-bad"),
         )
-    assert not [t for t in threading.enumerate() if isinstance(t, _RefreshThread)]
+    assert live_refresh_threads() == []
 
     report = esl_assets.build(
         SAMPLE, outdir=tmp_path, progress=True, **fake_options(fake_openai)
@@ -357,7 +370,7 @@ def test_terminal_progress_stopped_after_failure(
 
     assert report.outcome == "complete"
     assert f"{len(report.results)}/{len(report.results)}" in capfd.readouterr().err
-    assert not [t for t in threading.enumerate() if isinstance(t, _RefreshThread)]
+    assert live_refresh_threads() == []
 
 
 # -- showing a report's files
