@@ -74,7 +74,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     )
     add_queue_options(requeue)
     which = requeue.add_mutually_exclusive_group(required=True)
-    which.add_argument("--dead", action="store_true", help="requeue the dead-letter list")
+    which.add_argument(
+        "--dead", action="store_true", help="requeue the dead-letter list"
+    )
     which.add_argument("--failed", action="store_true", help="requeue the failed jobs")
     add_output_options(requeue)
     requeue.set_defaults(handler=run_requeue_command)
@@ -86,22 +88,53 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     _flag(group, "concurrency", type=int, help="requests in flight at most (default 5)")
     _flag(group, "audio_concurrency", type=int, help="audio requests in flight at most")
     _flag(group, "image_concurrency", type=int, help="image requests in flight at most")
-    _flag(group, "audio_rpm", type=float,
-          help="audio requests per minute for all workers together (default: the job's)")
-    _flag(group, "image_rpm", type=float,
-          help="image requests per minute for all workers together (default: the job's)")
-    _flag(group, "provider", choices=("openai", "local"),
-          help="use this provider instead of the one each job names")
+    _flag(
+        group,
+        "audio_rpm",
+        type=float,
+        help="audio requests per minute for all workers together (default: the job's)",
+    )
+    _flag(
+        group,
+        "image_rpm",
+        type=float,
+        help="image requests per minute for all workers together (default: the job's)",
+    )
+    _flag(
+        group,
+        "provider",
+        choices=("openai", "local"),
+        help="use this provider instead of the one each job names",
+    )
     _flag(group, "base_url", help="use this API URL instead of the one each job names")
-    _flag(group, "outdir", type=Path,
-          help="write files here instead of the folder each job names")
-    _flag(group, "exit_when_empty", action=argparse.BooleanOptionalAction, default=None,
-          help="stop when nothing is pending or in flight (default: wait for more)")
-    _flag(group, "heartbeat_ttl", dest="heartbeat_ttl_s", type=float,
-          help="seconds without a heartbeat after which other workers take this "
-               "worker's jobs back (default 15)")
-    _flag(group, "grace", dest="grace_s", type=float,
-          help="seconds in-flight jobs get to finish after Ctrl-C or SIGTERM (default 10)")
+    _flag(
+        group,
+        "outdir",
+        type=Path,
+        help="write files here instead of the folder each job names",
+    )
+    _flag(
+        group,
+        "exit_when_empty",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stop when nothing is pending or in flight (default: wait for more)",
+    )
+    _flag(
+        group,
+        "heartbeat_ttl",
+        dest="heartbeat_ttl_s",
+        type=float,
+        help="seconds without a heartbeat after which other workers take this "
+        "worker's jobs back (default 15)",
+    )
+    _flag(
+        group,
+        "grace",
+        dest="grace_s",
+        type=float,
+        help="seconds jobs in flight get after Ctrl-C or SIGTERM (default 10)",
+    )
 
 
 def _load_queue_module() -> Any:
@@ -261,7 +294,9 @@ def _print_worker_report(report: WorkerReport) -> None:
 
 
 def plan_jobs(
-    settings: Settings, template: RequestTemplate, rejected: list[RejectedRow] | None = None
+    settings: Settings,
+    template: RequestTemplate,
+    rejected: list[RejectedRow] | None = None,
 ) -> Iterator[Job]:
     """Yield the jobs of a build, reading the dictionary once."""
     from .pipeline import lane_kinds, read_rows
@@ -326,7 +361,9 @@ async def _enqueue(
 ) -> EnqueueReport:
     queue_module = _load_queue_module()
     assert settings.redis_url is not None
-    queue: JobQueue = await queue_module.JobQueue.connect(settings.redis_url, settings.queue)
+    queue: JobQueue = await queue_module.JobQueue.connect(
+        settings.redis_url, settings.queue
+    )
     try:
         return await queue.enqueue(settings, plan_jobs(settings, template, rejected))
     finally:
@@ -351,7 +388,9 @@ class QueueBuildReport:
     def exit_code(self) -> int:
         if self.worker_exit_code:
             return self.worker_exit_code
-        unfinished = self.outcomes["error"] + self.outcomes["dead"] + self.outcomes["none"]
+        unfinished = (
+            self.outcomes["error"] + self.outcomes["dead"] + self.outcomes["none"]
+        )
         return 1 if unfinished else 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -387,7 +426,9 @@ async def _queue_build(
     queue_module = _load_queue_module()
     assert settings.redis_url is not None
     prepare_outdir(settings.outdir)
-    queue: JobQueue = await queue_module.JobQueue.connect(settings.redis_url, settings.queue)
+    queue: JobQueue = await queue_module.JobQueue.connect(
+        settings.redis_url, settings.queue
+    )
     try:
         report = QueueBuildReport(queue=settings.queue, added=None, existing=None)
         if not settings.resume:
@@ -396,7 +437,9 @@ async def _queue_build(
         if settings.retry_failed:
             await queue.requeue("error")
         worker = queue_module.Worker(
-            queue, queue_module.Reconnector(settings.redis_url), _build_worker_options(settings)
+            queue,
+            queue_module.Reconnector(settings.redis_url),
+            _build_worker_options(settings),
         )
         worker_report = await _run_worker(worker, verbosity)
         report.worker = worker_report.to_dict()
@@ -439,7 +482,9 @@ async def _build_outcomes(
 
 def _print_build_report(report: QueueBuildReport) -> None:
     console = Console(file=sys.stdout)
-    table = Table(title=f"esl-assets queue {report.queue}: {report.worker.get('outcome')}")
+    table = Table(
+        title=f"esl-assets queue {report.queue}: {report.worker.get('outcome')}"
+    )
     for column in ("added", "already queued", "done", "skipped", "failed", "dead"):
         table.add_column(column, justify="right")
     outcomes = report.outcomes
@@ -502,7 +547,8 @@ def _print_status(status: QueueStatus) -> None:
     for worker in status.workers:
         for claim in worker.claims:
             console.print(
-                f"  {worker.worker_id}: {claim.file} ({claim.age_s:.1f} s)", markup=False
+                f"  {worker.worker_id}: {claim.file} ({claim.age_s:.1f} s)",
+                markup=False,
             )
 
 

@@ -110,7 +110,8 @@ class RedisServer:
                     text = log.read_text(errors="replace") if log.exists() else ""
                     self.stop()
                     raise RuntimeError(
-                        f"redis-server on port {self.port} did not start:\n{text[-2000:]}"
+                        f"redis-server on port {self.port} did not start:\n"
+                        f"{text[-2000:]}"
                     )
                 time.sleep(0.02)
         finally:

@@ -63,7 +63,9 @@ def make_jobs(settings: Settings, entries: int, *, images: bool = False) -> list
     return [item for item in planner.plan(rows) if isinstance(item, Job)]
 
 
-def make_settings(tmp_path: Path, fake: FakeOpenAI | None = None, **changes: object) -> Settings:
+def make_settings(
+    tmp_path: Path, fake: FakeOpenAI | None = None, **changes: object
+) -> Settings:
     base_url = fake.base_url if fake is not None else None
     values: dict[str, object] = {
         "outdir": tmp_path / "out",
@@ -111,7 +113,9 @@ async def wait_for_key_to_expire(queue: JobQueue, key: str) -> None:
     raise AssertionError(f"{key} did not expire")
 
 
-async def claim_as_dead_worker(queue: JobQueue, worker_id: str, count: int) -> list[str]:
+async def claim_as_dead_worker(
+    queue: JobQueue, worker_id: str, count: int
+) -> list[str]:
     """Claim jobs as a worker whose heartbeat then expires, as after SIGKILL."""
     await queue.beat(worker_id, {"host": "gone", "pid": 1, "claims": []}, 0.05)
     payloads = await queue.claim(worker_id, "audio", count)
@@ -122,7 +126,9 @@ async def claim_as_dead_worker(queue: JobQueue, worker_id: str, count: int) -> l
 # -- enqueue
 
 
-async def test_enqueue_same_plan_twice_adds_nothing(queue: JobQueue, tmp_path: Path) -> None:
+async def test_enqueue_same_plan_twice_adds_nothing(
+    queue: JobQueue, tmp_path: Path
+) -> None:
     settings = make_settings(tmp_path)
     jobs = make_jobs(settings, 30)
 
@@ -137,7 +143,9 @@ async def test_enqueue_same_plan_twice_adds_nothing(queue: JobQueue, tmp_path: P
     assert await queue.redis.scard(queue.keys.known) == len(jobs)
 
 
-async def test_enqueue_changed_text_adds_new_job(queue: JobQueue, tmp_path: Path) -> None:
+async def test_enqueue_changed_text_adds_new_job(
+    queue: JobQueue, tmp_path: Path
+) -> None:
     settings = make_settings(tmp_path)
     await queue.enqueue(settings, make_jobs(settings, 3))
 
@@ -337,7 +345,9 @@ async def test_reaper_returns_claims_exactly_once(
     assert await queue.redis.hlen(queue.keys.workers) == 0
 
 
-async def test_reaper_leaves_live_workers_alone(queue: JobQueue, tmp_path: Path) -> None:
+async def test_reaper_leaves_live_workers_alone(
+    queue: JobQueue, tmp_path: Path
+) -> None:
     settings = make_settings(tmp_path)
     await queue.enqueue(settings, make_jobs(settings, 2))
     await queue.beat("alive", {"claims": []}, 30.0)
@@ -349,7 +359,9 @@ async def test_reaper_leaves_live_workers_alone(queue: JobQueue, tmp_path: Path)
     assert await queue.redis.llen(queue.keys.claims("alive")) == 2
 
 
-async def test_reaper_dead_letters_after_max_attempts(queue: JobQueue, tmp_path: Path) -> None:
+async def test_reaper_dead_letters_after_max_attempts(
+    queue: JobQueue, tmp_path: Path
+) -> None:
     settings = make_settings(tmp_path, max_attempts=2)
     jobs = make_jobs(settings, 1)[:1]
     await queue.enqueue(settings, jobs)
@@ -399,7 +411,12 @@ async def test_redelivered_job_gets_only_remaining_attempts(
 
 def success_finish(claim: Claim, worker: str, outcome: str = "success") -> Finish:
     status = "skipped" if outcome == "skipped" else "success"
-    record = {"status": status, "file": claim.job.file, "outcome": outcome, "worker": worker}
+    record = {
+        "status": status,
+        "file": claim.job.file,
+        "outcome": outcome,
+        "worker": worker,
+    }
     return Finish(claim, outcome, record)
 
 
@@ -477,7 +494,9 @@ async def test_reservations_are_spaced_across_connections(
 
     ordered = sorted(waits)
     assert ordered[0] <= 1.0
-    gaps = [later - earlier for earlier, later in zip(ordered, ordered[1:])]
+    gaps = [
+        later - earlier for earlier, later in zip(ordered, ordered[1:], strict=False)
+    ]
     assert all(99.0 <= gap <= 101.0 for gap in gaps), gaps
 
 
@@ -515,7 +534,10 @@ async def test_unreachable_redis_names_url_without_password() -> None:
 
 def test_redact_url_hides_password() -> None:
     assert redact_url("redis://user:pw@host:6379/1") == "redis://user:***@host:6379/1"
-    assert redact_url("redis://host:6379/0?password=pw") == "redis://host:6379/0?password=%2A%2A%2A"
+    assert (
+        redact_url("redis://host:6379/0?password=pw")
+        == "redis://host:6379/0?password=%2A%2A%2A"
+    )
     assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
 
 
@@ -529,13 +551,16 @@ async def test_results_recorded_after_redis_restart(
         await queue.enqueue(settings, jobs)
         fake_openai.hold()
         worker = Worker(
-            queue, Reconnector(durable_redis_server.url), worker_options(heartbeat_ttl_s=30.0)
+            queue,
+            Reconnector(durable_redis_server.url),
+            worker_options(heartbeat_ttl_s=30.0),
         )
         running = asyncio.create_task(worker.run())
         await fake_openai.wait_in_flight_async(4)
         await asyncio.to_thread(durable_redis_server.stop)
         fake_openai.release()
-        while fake_openai.count(status=200) < len(jobs):
+        # The fake server offers no event for its counters, so poll them.
+        while fake_openai.count(status=200) < len(jobs):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         await asyncio.to_thread(durable_redis_server.start)
 
@@ -544,15 +569,15 @@ async def test_results_recorded_after_redis_restart(
         assert report.outcome == "complete"
         assert report.counts == Counter({"success": len(jobs)})
         assert fake_openai.count() == len(jobs)
-        assert await queue.redis.hgetall(queue.keys.counts) == {"success": str(len(jobs))}
+        assert await queue.redis.hgetall(queue.keys.counts) == {
+            "success": str(len(jobs))
+        }
         assert await queue.unfinished() == 0
     finally:
         await queue.close()
 
 
-async def test_no_secret_in_redis(
-    fake_openai: FakeOpenAI, tmp_path: Path
-) -> None:
+async def test_no_secret_in_redis(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     server = start_redis_server(tmp_path / "redis-auth", password="redis-pass-4242")
     settings = make_settings(
         tmp_path, fake_openai, api_key=API_KEY, redis_url=server.url, images=True
@@ -598,7 +623,9 @@ async def dump_all_values(queue: JobQueue) -> list[str]:
 # -- status
 
 
-async def test_status_counts_workers_and_claims(queue: JobQueue, tmp_path: Path) -> None:
+async def test_status_counts_workers_and_claims(
+    queue: JobQueue, tmp_path: Path
+) -> None:
     settings = make_settings(tmp_path)
     jobs = make_jobs(settings, 5)
     await queue.enqueue(settings, jobs)

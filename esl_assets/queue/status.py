@@ -85,7 +85,7 @@ class QueueStatus:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds until pending and in-flight jobs are done at the last minute's rate."""
+        """Seconds to finish pending and claimed jobs at the last minute's rate."""
         remaining = self.pending_total + self.in_flight
         if remaining == 0:
             return 0.0
@@ -125,7 +125,7 @@ async def read_status(queue: JobQueue) -> QueueStatus:
         pipe.hgetall(keys.finished_per_s)
         pipe.time()
         replies = await pipe.execute()
-    pending = dict(zip(LANES, (int(n) for n in replies[: len(LANES)])))
+    pending = {lane: int(n) for lane, n in zip(LANES, replies, strict=False)}
     counts_raw, known, workers_raw, per_second, server_time = replies[len(LANES) :]
     now_s = float(server_time[0]) + float(server_time[1]) / 1e6
     worker_ids = sorted(workers_raw)
@@ -135,7 +135,9 @@ async def read_status(queue: JobQueue) -> QueueStatus:
             pipe.llen(keys.claims(worker_id))
         liveness = await pipe.execute()
     workers = [
-        _worker_status(worker_id, workers_raw[worker_id], liveness[2 * i : 2 * i + 2], now_s)
+        _worker_status(
+            worker_id, workers_raw[worker_id], liveness[2 * i : 2 * i + 2], now_s
+        )
         for i, worker_id in enumerate(worker_ids)
     ]
     counts = {outcome: int(counts_raw.get(outcome, 0)) for outcome in OUTCOMES}
@@ -157,7 +159,10 @@ def _worker_status(
     except ValueError:
         record = {}
     claims = sorted(
-        (ClaimAge(str(file), max(0.0, now_s - float(at))) for file, at in record.get("claims", [])),
+        (
+            ClaimAge(str(file), max(0.0, now_s - float(at)))
+            for file, at in record.get("claims", [])
+        ),
         key=lambda claim: -claim.age_s,
     )
     return WorkerStatus(

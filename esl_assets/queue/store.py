@@ -208,13 +208,19 @@ class JobQueue:
     ) -> str | None:
         """Block until a payload of ``lane`` can be claimed (BLMOVE), or time out."""
         claims = self.keys.claims(worker_id)
+        # Redis 6 and later take a decimal timeout; redis-py's stubs say int.
         payload = await self.redis.blmove(
-            self.keys.pending(lane), claims, timeout_s, "LEFT", "RIGHT"
+            self.keys.pending(lane),
+            claims,
+            timeout_s,  # type: ignore[arg-type]
+            "LEFT",
+            "RIGHT",
         )
         return payload if isinstance(payload, str) else None
 
     async def list_claims(self, worker_id: str) -> list[str]:
-        return list(await self.redis.lrange(self.keys.claims(worker_id), 0, -1))
+        payloads = await self.redis.lrange(self.keys.claims(worker_id), 0, -1)
+        return [str(payload) for payload in payloads]
 
     async def discard(self, worker_id: str, payload: str) -> None:
         """Move an unreadable claim to the dead list, so it blocks nothing."""
@@ -223,7 +229,9 @@ class JobQueue:
             pipe.rpush(self.keys.dead, payload)
             await pipe.execute()
 
-    async def finish(self, worker_id: str, finishes: Sequence[Finish]) -> dict[str, float]:
+    async def finish(
+        self, worker_id: str, finishes: Sequence[Finish]
+    ) -> dict[str, float]:
         """Record results and remove their claims; return lane pauses in seconds."""
         keys = [
             self.keys.claims(worker_id),
@@ -239,9 +247,18 @@ class JobQueue:
         for finish in finishes:
             claim = finish.claim
             record = json.dumps(finish.record, ensure_ascii=False, sort_keys=True)
-            arguments += [claim.payload, claim.job_id, claim.lane, finish.outcome, record]
+            arguments += [
+                claim.payload,
+                claim.job_id,
+                claim.lane,
+                finish.outcome,
+                record,
+            ]
         pauses_ms = await self._finish(keys=keys, args=arguments)
-        return {lane: max(0, int(ms)) / 1000 for lane, ms in zip(LANES, pauses_ms)}
+        return {
+            lane: max(0, int(ms)) / 1000
+            for lane, ms in zip(LANES, pauses_ms, strict=True)
+        }
 
     # -- workers
 
@@ -297,7 +314,9 @@ class JobQueue:
         """Move ``dead`` or ``error`` jobs back to pending; return (moved, dropped)."""
         source = self.keys.dead if outcome == "dead" else self.keys.failed
         keys = [source, self.keys.results, self.keys.counts]
-        moved, dropped = await self._requeue(keys=keys, args=[self.keys.prefix, outcome])
+        moved, dropped = await self._requeue(
+            keys=keys, args=[self.keys.prefix, outcome]
+        )
         return int(moved), int(dropped)
 
     async def purge(self) -> int:

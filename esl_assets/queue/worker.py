@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -33,6 +34,7 @@ from openai import AsyncOpenAI
 from ..errors import ConfigurationError, QueueError
 from ..executor import JobRunner, RunState
 from ..jobs import JobResult, Status
+from ..lanes import Lane
 from ..pipeline import account_error_message
 from ..settings import Settings
 from ..storage import prepare_outdir, remove_stale_temp_files
@@ -180,7 +182,7 @@ class _Recorder:
             finishes = [finish for finish, _ in batch]
             try:
                 pauses = await self._reconnector.call(
-                    lambda: self._queue.finish(self._worker_id, finishes),
+                    functools.partial(self._queue.finish, self._worker_id, finishes),
                     "recording results",
                 )
             except Exception as error:
@@ -219,7 +221,9 @@ class Worker:
             lane: SharedLane(lane, options.lane_cap(lane), queue, reconnector)
             for lane in LANES
         }
-        self._capacity = {lane: CLAIMS_PER_SLOT * options.lane_cap(lane) for lane in LANES}
+        self._capacity = {
+            lane: CLAIMS_PER_SLOT * options.lane_cap(lane) for lane in LANES
+        }
         self._recorder = _Recorder(queue, reconnector, self.worker_id, self._lanes)
         #: Claims this worker holds, by job id, with the Unix time of the claim.
         self._held: dict[str, tuple[Claim, float]] = {}
@@ -258,7 +262,9 @@ class Worker:
         finally:
             await self._shutdown(claimers, recorder, background)
             self.report.duration_s = time.monotonic() - started
-            self.report.lanes = {n: lane.stats.to_dict() for n, lane in self._lanes.items()}
+            self.report.lanes = {
+                n: lane.stats.to_dict() for n, lane in self._lanes.items()
+            }
         if self._error is not None:
             raise self._error
         return self.report
@@ -306,7 +312,9 @@ class Worker:
         """Stop claiming, let jobs in flight finish, record, return the rest."""
         await _cancel_all(claimers)
         if self._jobs:
-            _, pending = await asyncio.wait(set(self._jobs), timeout=self.options.grace_s)
+            _, pending = await asyncio.wait(
+                set(self._jobs), timeout=self.options.grace_s
+            )
             await _cancel_all(list(pending))
         await _cancel_all([recorder])
         redis_lost = isinstance(self._error, QueueError)
@@ -352,7 +360,9 @@ class Worker:
             await self._reap()
 
     async def _reap(self) -> None:
-        reaped = await self._reconnector.call(self.queue.reap, "reaping stopped workers")
+        reaped = await self._reconnector.call(
+            self.queue.reap, "reaping stopped workers"
+        )
         if reaped.workers:
             self.report.reaped += reaped.requeued + reaped.dead
             logger.warning(
@@ -374,7 +384,7 @@ class Worker:
                 await self._room[lane].wait()
                 continue
             payloads = await self._claim_call(
-                lambda: self.queue.claim(self.worker_id, lane, free), lane
+                functools.partial(self.queue.claim, self.worker_id, lane, free), lane
             )
             if not payloads:
                 payloads = await self._claim_call(
@@ -430,8 +440,11 @@ class Worker:
         try:
             claim = Claim.parse(payload)
         except (ValueError, KeyError) as error:
-            logger.error("Dropping an invalid payload from the queue (%s): %.200s",
-                         error, payload)
+            logger.error(
+                "Dropping an invalid payload from the queue (%s): %.200s",
+                error,
+                payload,
+            )
             await self._reconnector.call(
                 lambda: self.queue.discard(self.worker_id, payload),
                 "dropping an invalid payload",
@@ -557,13 +570,18 @@ class Worker:
             return None
         effective = self._effective_settings(settings, remaining)
         outdir = self._outdir_for(effective.outdir)
-        for lane, rpm in (("audio", effective.audio_rpm), ("images", effective.image_rpm)):
+        for lane, rpm in (
+            ("audio", effective.audio_rpm),
+            ("images", effective.image_rpm),
+        ):
             self._lanes[lane].shared_rpm = rpm
         # NOTE: each runner caps its own requests in flight at --concurrency;
         # two runners (jobs from two enqueued settings, or a job delivered
         # again after a lost worker) can together exceed it. The lane caps
         # are shared and still hold.
-        return JobRunner(self._client_for(effective), effective, outdir, self._lanes, self.state)
+        lanes: dict[str, Lane] = dict(self._lanes)
+        client = self._client_for(effective)
+        return JobRunner(client, effective, outdir, lanes, self.state)
 
     def _effective_settings(self, settings: Settings, remaining: int) -> Settings:
         options = self.options
@@ -614,7 +632,9 @@ def _log_result(claim: Claim, result: JobResult, outcome: str) -> None:
             result.error,
         )
     else:
-        logger.info("%s %s (%s)", claim.job.ref, outcome, result.reason or claim.job.file)
+        logger.info(
+            "%s %s (%s)", claim.job.ref, outcome, result.reason or claim.job.file
+        )
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
