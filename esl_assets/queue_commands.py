@@ -172,40 +172,51 @@ def _verbosity(args: argparse.Namespace) -> int:
 # -- worker
 
 
-def worker_options(args: argparse.Namespace) -> Any:
-    """Build ``WorkerOptions`` from the worker's flags and environment."""
-    queue = _load_queue_module()
+#: Worker options that flags or the worker's environment may set.
+_WORKER_SETTINGS = (
+    "concurrency",
+    "audio_concurrency",
+    "image_concurrency",
+    "audio_rpm",
+    "image_rpm",
+    "provider",
+    "base_url",
+    "outdir",
+)
+
+
+def _given_worker_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the worker settings set by a flag or else by the environment."""
     environment = {
         name: os.environ[variable]
         for variable, name in ENVIRONMENT_SETTINGS.items()
         if os.environ.get(variable)
     }
-    names = (
-        "concurrency", "audio_concurrency", "image_concurrency", "audio_rpm",
-        "image_rpm", "provider", "base_url", "outdir",
-    )  # fmt: skip
     given = {}
-    for name in names:
+    for name in _WORKER_SETTINGS:
         value = getattr(args, name, None)
         if value is None:
             value = environment.get(name)
         if value is not None:
             given[name] = value
+
     # Validation and type conversion are the same as for a build's settings.
     checked = Settings.from_options(**given)
     values = {name: getattr(checked, name) for name in given}
+    values["concurrency"] = checked.concurrency
+    return values
+
+
+def worker_options(args: argparse.Namespace) -> Any:
+    """Build ``WorkerOptions`` from the worker's flags and environment."""
+    queue = _load_queue_module()
+    values = _given_worker_settings(args)
     ttl_s = args.heartbeat_ttl_s if args.heartbeat_ttl_s is not None else 15.0
     if ttl_s < 1:
         raise ConfigurationError(f"--heartbeat-ttl {ttl_s} must be 1 second or more.")
+
     return queue.WorkerOptions(
-        concurrency=checked.concurrency,
-        audio_concurrency=values.get("audio_concurrency"),
-        image_concurrency=values.get("image_concurrency"),
-        provider=values.get("provider"),
-        base_url=values.get("base_url"),
-        outdir=values.get("outdir"),
-        audio_rpm=values.get("audio_rpm"),
-        image_rpm=values.get("image_rpm"),
+        **values,
         exit_when_empty=bool(args.exit_when_empty),
         heartbeat_ttl_s=ttl_s,
         grace_s=args.grace_s if args.grace_s is not None else 10.0,
@@ -372,7 +383,7 @@ async def _enqueue(
 
 @dataclass
 class QueueBuildReport:
-    """What ``build --redis-url`` did: enqueue, drain, outcomes of its jobs."""
+    """Summary of ``build --redis-url``: enqueue, drain, outcomes of its jobs."""
 
     queue: str
     added: int | None

@@ -142,7 +142,8 @@ def test_three_workers_survive_sigkill(
     assert codes == [0, 0], [log.read_text()[-2000:] for log in logs[1:]]
     reports = [json.loads(log.read_text()) for log in logs[1:]]
     # The killed worker's claims (the only ones reaped) are its jobs in
-    # flight: sent, or answered but not yet written. Only those may repeat.
+    # flight: sent, or with a response whose file was not yet written.
+    # Only those may be requested twice.
     reaped = sum(report["reaped"] for report in reports)
     assert 1 <= reaped <= CLAIMS_PER_SLOT * concurrency
     files = sorted(p for p in outdir.iterdir() if not p.name.startswith("."))
@@ -162,8 +163,8 @@ def test_three_workers_survive_sigkill(
 def test_two_workers_share_rpm_limit(
     redis_server: RedisServer, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
-    # 120 per minute is one request every 0.5 s for both workers together;
-    # without the shared limit 16 jobs at concurrency 4 take well under 1 s.
+    # 120 per minute is one request every 0.5 s for both workers together.
+    # Without the shared limit, 16 jobs at concurrency 4 take well under 1 s.
     dictionary = write_dictionary(tmp_path / "dict.csv", 8)
     outdir = tmp_path / "out"
     enqueue(dictionary, redis_server, outdir, fake_openai, "--audio-rpm", "120")
@@ -308,4 +309,82 @@ def test_workers_finish_after_redis_restart(
     assert counts.get("success", 0) + counts.get("skipped", 0) == 100
     # Each worker's pooled connections broke, so each logged a reconnect.
     for log in logs:
-        assert "answers again" in log.read_text()
+        assert "responds again" in log.read_text()
+
+
+def test_resume_build_recovers_orphans(
+    redis_server: RedisServer, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    dictionary = write_dictionary(tmp_path / "dict.csv", 3)
+    outdir = tmp_path / "out"
+    enqueue(dictionary, redis_server, outdir, fake_openai)
+    # A worker that died holding two claims: registered, no heartbeat key.
+    prefix = "esl-assets:{esl-assets}:"
+    client = redis_server.client()
+    try:
+        for _ in range(2):
+            client.lmove(f"{prefix}pending:audio", f"{prefix}worker:gone:claims")
+        client.hset(f"{prefix}workers", "gone", "{}")
+    finally:
+        client.close()
+
+    result = run_cli("build", "--resume", "--redis-url", redis_server.url, "--json")
+
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["added"] is None
+    assert data["outcomes"] == {"success": 6}
+    assert data["worker"]["reaped"] == 2
+    assert len([p for p in outdir.iterdir() if not p.name.startswith(".")]) == 6
+    assert fake_openai.count() == 6
+
+
+def test_worker_with_local_provider_needs_no_key(
+    redis_server: RedisServer, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    dictionary = write_dictionary(tmp_path / "dict.csv", 2)
+    outdir = tmp_path / "out"
+    enqueue(dictionary, redis_server, outdir, fake_openai)
+
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "esl_assets", "worker", "--redis-url",
+            redis_server.url, "--provider", "local", "--exit-when-empty", "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(key=None),
+        timeout=WORKER_TIMEOUT_S,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["counts"] == {"success": 4}
+    assert fake_openai.count() == 0
+    for path in outdir.iterdir():
+        assert existing_file_problem(path) is None, path.name
+
+
+def test_worker_without_key_exits_2_jobs_stay(
+    redis_server: RedisServer, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    dictionary = write_dictionary(tmp_path / "dict.csv", 2)
+    enqueue(dictionary, redis_server, tmp_path / "out", fake_openai)
+
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "esl_assets", "worker", "--redis-url",
+            redis_server.url, "--exit-when-empty",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(key=None),
+        timeout=WORKER_TIMEOUT_S,
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert "OPENAI_API_KEY" in result.stderr
+    status = run_cli("status", "--redis-url", redis_server.url, "--json")
+    data = json.loads(status.stdout)
+    assert data["pending"] == 4
+    assert data["workers_alive"] == 0
+    assert fake_openai.count() == 0

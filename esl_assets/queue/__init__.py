@@ -1,6 +1,6 @@
 """A durable job queue in Redis that many worker instances drain together.
 
-``JobQueue`` holds the Redis side (keys in ``keys``, Lua scripts in
+``JobQueue`` contains the Redis side (keys in ``keys``, Lua scripts in
 ``scripts``), ``Worker`` claims and runs jobs, and ``read_status`` reads a
 snapshot for ``esl-assets status``. Requires the ``redis`` extra.
 """

@@ -34,7 +34,7 @@ T = TypeVar("T")
 BLOCK_TIMEOUT_S = 1.0
 SOCKET_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 5.0
-#: Errors after which a call is repeated once Redis answers again.
+#: Errors after which a call is repeated once Redis responds again.
 RETRYABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
@@ -154,7 +154,7 @@ class Reconnector:
         if self._outage_started is None:
             return
         logger.warning(
-            "Redis at %s answers again after %.1f s.",
+            "Redis at %s responds again after %.1f s.",
             self.shown_url,
             time.monotonic() - self._outage_started,
         )

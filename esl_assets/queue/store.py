@@ -123,7 +123,7 @@ class Finish:
 
 @dataclass(frozen=True, slots=True)
 class EnqueueReport:
-    """What an enqueue did."""
+    """Counts of one enqueue."""
 
     added: int
     #: Jobs whose id the queue already knew, so nothing was added for them.
@@ -136,7 +136,7 @@ class EnqueueReport:
 
 @dataclass(frozen=True, slots=True)
 class ReapReport:
-    """What one reaper run did."""
+    """Counts of one reaper run."""
 
     workers: int
     requeued: int
@@ -164,7 +164,7 @@ class JobQueue:
 
     @classmethod
     async def connect(cls, url: str, name: str) -> JobQueue:
-        """Connect to Redis at ``url``; raise QueueError when it does not answer."""
+        """Connect to Redis at ``url``; raise QueueError when it does not respond."""
         keys = QueueKeys.for_queue(name)
         return cls(await open_redis(url), keys)
 
@@ -208,7 +208,7 @@ class JobQueue:
     ) -> str | None:
         """Block until a payload of ``lane`` can be claimed (BLMOVE), or time out."""
         claims = self.keys.claims(worker_id)
-        # Redis 6 and later take a decimal timeout; redis-py's stubs say int.
+        # Redis 6 and later accept a decimal timeout, but redis-py's stubs declare int.
         payload = await self.redis.blmove(
             self.keys.pending(lane),
             claims,
@@ -270,7 +270,10 @@ class JobQueue:
             await pipe.execute()
 
     async def reap(self) -> ReapReport:
-        """Return the claims of workers whose heartbeat expired (exactly once)."""
+        """Return the claims of workers whose heartbeat expired to pending.
+
+        The script is atomic, so concurrent reapers return each claim once.
+        """
         keys = [
             self.keys.workers,
             self.keys.results,

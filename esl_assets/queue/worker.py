@@ -6,7 +6,7 @@ requests in flight; a claim is held until its result is recorded. Results are
 recorded in batches by one task: whatever finished while the previous batch
 was on the wire goes in the next script call.
 
-While the worker runs, a heartbeat key with a TTL says it is alive, and its
+While the worker runs, a heartbeat key with a TTL marks it as alive, and its
 reaper task returns the claims of workers whose heartbeat expired. When
 Redis is lost, every task retries with backoff; jobs in flight finish and
 their results are recorded once Redis answers again.
@@ -45,8 +45,8 @@ from .store import Claim, Finish, JobQueue
 
 logger = logging.getLogger(__name__)
 
-#: Claims a lane holds per request slot: the extra ones are ready to start
-#: the moment a request ends.
+#: Claims a lane keeps per request slot, so the extra claims are ready to
+#: start the moment a request ends.
 CLAIMS_PER_SLOT = 2
 #: Results recorded per script call at most.
 FINISH_BATCH = 200
@@ -60,7 +60,7 @@ TRANSIENT_REASONS = frozenset({"timeout", "connection", "bad_response", "rate_li
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """How one worker runs. ``None`` keeps the value each job carries."""
+    """Options of one worker. ``None`` keeps the value each job carries."""
 
     concurrency: int = 5
     audio_concurrency: int | None = None
@@ -85,7 +85,7 @@ class WorkerOptions:
 
 @dataclass
 class WorkerReport:
-    """What one worker did."""
+    """Summary of one worker's run."""
 
     worker_id: str
     #: ``complete``, ``stopped`` (account failure), ``interrupted`` or ``failed``.
@@ -441,13 +441,13 @@ class Worker:
             claim = Claim.parse(payload)
         except (ValueError, KeyError) as error:
             logger.error(
-                "Dropping an invalid payload from the queue (%s): %.200s",
+                "Moving an unreadable payload to the dead list (%s): %.200s",
                 error,
                 payload,
             )
             await self._reconnector.call(
                 lambda: self.queue.discard(self.worker_id, payload),
-                "dropping an invalid payload",
+                "dead-lettering an unreadable payload",
             )
             return
         if claim.job_id in self._held:
@@ -575,10 +575,10 @@ class Worker:
             ("images", effective.image_rpm),
         ):
             self._lanes[lane].shared_rpm = rpm
-        # NOTE: each runner caps its own requests in flight at --concurrency;
-        # two runners (jobs from two enqueued settings, or a job delivered
-        # again after a lost worker) can together exceed it. The lane caps
-        # are shared and still hold.
+        # NOTE: each runner caps its own requests in flight at --concurrency.
+        # Two runners (jobs of two enqueued settings, or a job delivered again
+        # after a lost worker) can together exceed it. The lane caps are
+        # shared, so they still hold.
         lanes: dict[str, Lane] = dict(self._lanes)
         client = self._client_for(effective)
         return JobRunner(client, effective, outdir, lanes, self.state)
