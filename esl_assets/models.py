@@ -127,22 +127,26 @@ MODELS: dict[str, ModelInfo] = {
 }
 
 
-def check_model(name: str, kind: str, *, today: dt.date | None = None) -> ModelInfo:
+def check_model(
+    name: str, kind: str, *, today: dt.date | None = None, warn: bool = True
+) -> ModelInfo:
     """Return the model's entry, or raise if it is retired or of the wrong kind.
 
-    Logs a warning for an announced shutdown and for an unknown name. An
-    unknown model gets a permissive entry: instructions are sent to it and any
-    size the API documents is allowed.
+    Logs a warning for an announced shutdown and for an unknown name, unless
+    ``warn`` is false (the offline provider ignores the model). An unknown
+    model gets a permissive entry: instructions are sent to it and any size
+    the API documents is allowed.
     """
     today = today or dt.date.today()
     info = MODELS.get(name)
     option = "--audio-model" if kind == "speech" else "--image-model"
-    if info is None:
+    if info is None and warn:
         logger.warning(
             "%s %r is not in esl-assets' model table; sending it as given.",
             option,
             name,
         )
+    if info is None:
         return ModelInfo(
             name,
             kind,
@@ -159,7 +163,7 @@ def check_model(name: str, kind: str, *, today: dt.date | None = None) -> ModelI
             f"{option} {name!r} was shut down on {info.shutdown.isoformat()}; "
             f"use {info.replacements} instead."
         )
-    if info.shutdown is not None:
+    if info.shutdown is not None and warn:
         logger.warning(
             "%s %r has an announced shutdown on %s; plan to move to %s.",
             option,

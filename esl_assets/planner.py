@@ -40,7 +40,9 @@ def build_request_template(settings: Settings) -> RequestTemplate:
     if settings.audio:
         speech = _speech_params(settings)
     if settings.images:
-        info = check_model(settings.image_model, "image")
+        info = check_model(
+            settings.image_model, "image", warn=settings.provider != "local"
+        )
         size = resolve_image_size(settings.image_size, info)
         image = {"model": info.name, "size": size, "output_format": settings.image_format}
         if settings.image_quality:
@@ -50,7 +52,7 @@ def build_request_template(settings: Settings) -> RequestTemplate:
 
 
 def _speech_params(settings: Settings) -> dict[str, object]:
-    info = check_model(settings.audio_model, "speech")
+    info = check_model(settings.audio_model, "speech", warn=settings.provider != "local")
     voice: object = settings.audio_voice
     if settings.audio_voice not in SPEECH_VOICES and settings.audio_voice.startswith(
         "voice_"

@@ -193,3 +193,17 @@ async def test_mock_really_intercepts(settings: Settings, tmp_path: Path) -> Non
         router.post(f"{BASE_URL}/images/generations").respond(200, json=image_body())
         with pytest.raises(respx.models.AllMockedAssertionError):
             await make_runner(settings, tmp_path).run(plan(settings)[AssetKind.WORD])
+
+
+def test_shutdown_warning_only_for_real_providers(caplog: pytest.LogCaptureFixture) -> None:
+    build_request_template(Settings(provider="local"))
+    assert "shutdown" not in caplog.text
+    build_request_template(Settings(provider="openai"))
+    assert "2027-01-06" in caplog.text
+
+
+def test_retired_model_rejected_even_offline() -> None:
+    from esl_assets.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="gpt-image-2.5"):
+        build_request_template(Settings(provider="local", image_model="gpt-image-1"))
