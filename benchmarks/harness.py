@@ -605,6 +605,52 @@ def _terminate_after_timeout(process: subprocess.Popen[bytes]) -> None:
         os.kill(process.pid, signal.SIGKILL)
 
 
+@dataclasses.dataclass
+class InterruptedRun:
+    """A process stopped with SIGINT once the fake server saw its first request."""
+
+    started_s: float
+    returncode: int
+
+
+def run_until_first_request(
+    command: Sequence[str],
+    fake: FakeServer,
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    stderr_path: Path,
+    timeout_s: float,
+) -> InterruptedRun:
+    """Start a command, send it SIGINT after its first request, wait for its exit.
+
+    The fake server's records must be empty at the start, because any
+    recorded request counts as the first one.
+    """
+    with open(stderr_path, "wb") as stderr:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            list(command),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=dict(env),
+            cwd=cwd,
+        )
+    deadline = started + timeout_s
+    while process.poll() is None and time.monotonic() < deadline:
+        if fake.stats().get("total", 0) > 0:
+            break
+        time.sleep(0.01)
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        returncode = process.wait(STOP_TIMEOUT_S * 3)
+    except subprocess.TimeoutExpired:
+        stop_process(process)
+        returncode = process.wait()
+    return InterruptedRun(started_s=started, returncode=returncode)
+
+
 # --------------------------------------------------------------------------
 # Reading the results
 

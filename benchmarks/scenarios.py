@@ -33,6 +33,7 @@ from .harness import (
     mib,
     planned_jobs,
     run_measured,
+    run_until_first_request,
     summarize_requests,
     write_csv_dictionary,
 )
@@ -75,9 +76,14 @@ class PipelineRun:
 
 
 def build_arguments(
-    dictionary: Path, outdir: Path, base_url: str, concurrency: int, *extra: str
+    dictionary: Path,
+    outdir: Path,
+    base_url: str,
+    concurrency: int,
+    *extra: str,
+    json_output: bool = True,
 ) -> list[str]:
-    return [
+    arguments = [
         "build",
         str(dictionary),
         "--outdir",
@@ -88,9 +94,11 @@ def build_arguments(
         str(concurrency),
         "-v",
         "0",
-        "--json",
         *extra,
     ]
+    if json_output:
+        arguments.append("--json")
+    return arguments
 
 
 def pipeline_wall_s(fake: FakeServer, outdir: Path) -> tuple[float | None, Any]:
@@ -729,7 +737,7 @@ def scenario_startup(workspace: Workspace, *, repeats: int = 10) -> ScenarioResu
     ]
     first_request = [
         _time_to_first_request(workspace, attempt)
-        for attempt in range(max(1, repeats // 3))
+        for attempt in range(max(3, repeats // 3))
     ]
     help_median = statistics.median(help_times)
     first_median = statistics.median(first_request)
@@ -799,19 +807,24 @@ def _time_help() -> float:
 
 
 def _time_to_first_request(workspace: Workspace, attempt: int) -> float:
+    """Time a build of the sample dictionary to its first request, then stop it."""
     run_dir = workspace.folder("startup", f"first-request-{attempt}")
     with FakeServer(latency_ms=0.0, log_path=run_dir / "fake.log") as fake:
         arguments = build_arguments(SAMPLE_SQLITE, run_dir / "out", fake.base_url, 5)
-        run = run_measured(
+        run = run_until_first_request(
             [*entry_point(), *arguments],
+            fake,
             env=benchmark_env(),
             cwd=run_dir,
-            log_prefix=run_dir / "esl-assets",
+            stderr_path=run_dir / "esl-assets.stderr",
             timeout_s=workspace.timeout_s,
-        ).check()
+        )
         summary = summarize_requests(fake.records())
     if summary.first_start_s is None:
-        raise RuntimeError("The sample build sent no request; see its stderr log.")
+        raise RuntimeError(
+            f"The sample build sent no request (exit code {run.returncode}); "
+            f"see {run_dir / 'esl-assets.stderr'}."
+        )
     return summary.first_start_s - run.started_s
 
 

@@ -7,7 +7,6 @@ goal. A scenario whose feature is not in esl-assets yet raises
 
 from __future__ import annotations
 
-import signal
 import struct
 import subprocess
 import time
@@ -21,6 +20,7 @@ from .harness import (
     FakeServer,
     RedisServer,
     ScenarioResult,
+    TreeSampler,
     benchmark_env,
     command_delta,
     count_asset_files,
@@ -30,6 +30,7 @@ from .harness import (
     mib,
     planned_jobs,
     run_measured,
+    run_until_first_request,
     summarize_requests,
     write_csv_dictionary,
 )
@@ -340,7 +341,9 @@ def scenario_resume(
             workspace,
             fake,
             "build",
-            build_arguments(dictionary, outdir, fake.base_url, concurrency),
+            build_arguments(
+                dictionary, outdir, fake.base_url, concurrency, json_output=False
+            ),
         )
         rows.append(_resume_row("build", build, len(missing)))
         data["build"] = build
@@ -363,6 +366,8 @@ def scenario_resume(
             "requests",
             "start to first request s",
             "wall s",
+            "RSS at first request",
+            "peak RSS to last request",
             "peak RSS",
             "exit",
             "goal (<= 10 s, <= 300 MB)",
@@ -371,7 +376,9 @@ def scenario_resume(
         notes=[
             "The missing files belong to the last entries of the dictionary, so "
             "the build checks every file on disk before its first request.",
-            "The fake server answers at once (zero latency).",
+            "The fake server replies at once (zero latency). The builds run "
+            "without --json; peak RSS covers the whole process, including the "
+            "summary at the end.",
         ],
         data=data,
     )
@@ -399,9 +406,33 @@ def _measure_first_request(
         "first_request_s": first,
         "wall_s": process.wall_s,
         "peak_rss_bytes": process.peak_rss_bytes,
+        "rss_at_first_request_bytes": _rss_at(process.sampler, summary.first_start_s),
+        "peak_rss_until_last_request_bytes": _peak_rss_until(
+            process.sampler, summary.last_end_s
+        ),
         "returncode": process.returncode,
         "stderr_tail": tail if process.returncode not in (0, 1) else "",
     }
+
+
+def _rss_at(sampler: TreeSampler, moment_s: float | None) -> int | None:
+    """Return the last sampled RSS at or before ``moment_s``."""
+    if moment_s is None:
+        return None
+    before = [
+        sample.rss_bytes for sample in sampler.samples if sample.time_s <= moment_s
+    ]
+    return before[-1] if before else None
+
+
+def _peak_rss_until(sampler: TreeSampler, moment_s: float | None) -> int | None:
+    """Return the peak sampled RSS up to ``moment_s`` (before the final report)."""
+    if moment_s is None:
+        return None
+    before = [
+        sample.rss_bytes for sample in sampler.samples if sample.time_s <= moment_s
+    ]
+    return max(before, default=None)
 
 
 def _measure_resume(
@@ -416,37 +447,20 @@ def _measure_resume(
     for name in missing:
         (outdir / name).unlink(missing_ok=True)
     fake.reset()
-    _interrupt_after_first_request(
+    run_until_first_request(
+        esl_assets_command(
+            *build_arguments(
+                dictionary, outdir, fake.base_url, concurrency, json_output=False
+            )
+        ),
         fake,
-        build_arguments(dictionary, outdir, fake.base_url, concurrency),
-        workspace.root / "resume",
+        env=benchmark_env(),
+        cwd=workspace.root / "resume",
+        stderr_path=workspace.root / "resume" / "interrupted.stderr",
+        timeout_s=workspace.timeout_s,
     )
-    arguments = [
-        "build", "--resume", "--outdir", str(outdir), "-v", "0", "--json",
-    ]  # fmt: skip
+    arguments = ["build", "--resume", "--outdir", str(outdir), "-v", "0"]
     return _measure_first_request(workspace, fake, "build --resume", arguments)
-
-
-def _interrupt_after_first_request(
-    fake: FakeServer, arguments: list[str], run_dir: Path
-) -> int:
-    """Start a build, send SIGINT once a request arrived; return its exit code."""
-    with open(run_dir / "interrupted.stderr", "wb") as log:
-        process = subprocess.Popen(
-            esl_assets_command(*arguments),
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=benchmark_env(),
-            cwd=run_dir,
-        )
-    deadline = time.monotonic() + 120
-    while process.poll() is None and time.monotonic() < deadline:
-        if fake.stats().get("total", 0) > 0:
-            break
-        time.sleep(0.05)
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-    return process.wait(60)
 
 
 def _resume_row(
@@ -467,10 +481,16 @@ def _resume_row(
         requests,
         _fmt(first),
         _fmt(figures["wall_s"], 2),
+        _mib_or_dash(figures["rss_at_first_request_bytes"]),
+        _mib_or_dash(figures["peak_rss_until_last_request_bytes"]),
         mib(peak),
         figures["returncode"],
         met,
     ]
+
+
+def _mib_or_dash(size_bytes: int | None) -> str:
+    return "-" if size_bytes is None else mib(size_bytes)
 
 
 # --------------------------------------------------------------------------

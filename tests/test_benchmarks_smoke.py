@@ -179,7 +179,7 @@ def test_overhead_scenario_tiny(workspace: Workspace) -> None:
 @pytest.mark.slow
 def test_startup_scenario_tiny(workspace: Workspace) -> None:
     result = scenarios.scenario_startup(workspace, repeats=1)
-    assert column(result, "runs") == ["1", "1", "1"]
+    assert column(result, "runs") == ["1", "1", "3"]
     assert result.data["first_request_s"][0] > 0
     assert result.data["slowest_imports_ms"]
 
