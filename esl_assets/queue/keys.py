@@ -15,7 +15,7 @@ Keys (``P`` is the prefix):
 - ``P results``: hash of job id to its result JSON.
 - ``P counts``: hash of outcome (success, skipped, error, dryrun, dead) to count.
 - ``P failed``, ``P dead``: lists of the payloads of failed and dead jobs.
-- ``P finished_per_s``: hash of Unix second to the number of jobs finished.
+- ``P finished_per_s``: hash of Unix second (worker clock) to jobs finished.
 - ``P rate:LANE``: the next free request slot of a lane (Redis time, ms).
 - ``P pause:LANE``: set with a TTL while a lane is paused after a 429.
 """

@@ -43,9 +43,10 @@ return claimed
 """
 
 #: KEYS: claims list, results hash, counts hash, failed list, dead list,
-#: finished_per_s hash, audio pause key, images pause key. ARGV: prefix, then
-#: (payload, job id, lane, outcome, result JSON) groups.
-#: Returns the remaining pause of the audio and images lanes in ms (<= 0: none).
+#: finished_per_s hash, audio pause key, images pause key. ARGV: prefix, the
+#: worker's Unix second (for the rate), then (payload, job id, lane, outcome,
+#: result JSON) groups. Returns the remaining pause of the audio and images
+#: lanes in ms (<= 0: none).
 #:
 #: A result is written once: replaying the same finish (after a lost reply)
 #: changes nothing, and a later ``skipped`` never replaces a ``success`` of the
@@ -54,7 +55,7 @@ return claimed
 FINISH = """
 local deltas = {}
 local finished = 0
-for i = 2, #ARGV, 5 do
+for i = 3, #ARGV, 5 do
   local payload, id, lane = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local outcome, result = ARGV[i + 3], ARGV[i + 4]
   local removed = redis.call('LREM', KEYS[1], 1, payload)
@@ -96,8 +97,11 @@ for outcome, delta in pairs(deltas) do
   end
 end
 if finished > 0 then
-  local now = redis.call('TIME')
-  redis.call('HINCRBY', KEYS[6], now[1], finished)
+  redis.call('HINCRBY', KEYS[6], ARGV[2], finished)
+end
+-- Pauses are rare: one EXISTS usually replaces the two PTTL calls.
+if redis.call('EXISTS', KEYS[7], KEYS[8]) == 0 then
+  return {0, 0}
 end
 return {redis.call('PTTL', KEYS[7]), redis.call('PTTL', KEYS[8])}
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -243,7 +244,7 @@ class JobQueue:
             self.keys.pause("audio"),
             self.keys.pause("images"),
         ]
-        arguments: list[str] = [self.keys.prefix]
+        arguments: list[str] = [self.keys.prefix, str(int(time.time()))]
         for finish in finishes:
             claim = finish.claim
             record = json.dumps(finish.record, ensure_ascii=False, sort_keys=True)
