@@ -123,6 +123,10 @@ class Reconnector:
             try:
                 result = await operation()
             except RETRYABLE_ERRORS as error:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # The error came from tearing down a cancelled call.
+                    raise
                 self._note_failure(error, what)
                 await asyncio.sleep(delay_s * random.uniform(0.5, 1.0))
                 delay_s = min(BACKOFF_MAX_S, delay_s * 2)
