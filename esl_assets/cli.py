@@ -19,7 +19,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _flag(parser: argparse._ActionsContainer, name: str, **kwargs: Any) -> None:
-    """Add ``--name-with-dashes`` and the replaced script's ``--name_with_underscores``."""
+    """Add ``--dashed-name`` and the replaced script's ``--underscored_name``."""
     dashed = "--" + name.replace("_", "-")
     spellings = [dashed] if "_" not in name else [dashed, "--" + name]
     kwargs.setdefault("dest", name)
@@ -28,38 +28,81 @@ def _flag(parser: argparse._ActionsContainer, name: str, **kwargs: Any) -> None:
 
 def add_build_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``build``, ``plan`` and ``enqueue``."""
-    parser.add_argument("dictionary", nargs="?", type=Path, help="dictionary file or folder")
+    parser.add_argument(
+        "dictionary", nargs="?", type=Path, help="dictionary file or folder"
+    )
     selection = parser.add_argument_group("selection")
-    _flag(selection, "format", choices=("sqlite", "csv", "tsv", "json", "jsonl", "mw", "wordlist"),
-          help="read the dictionary as this format instead of detecting it")
+    _flag(
+        selection,
+        "format",
+        choices=("sqlite", "csv", "tsv", "json", "jsonl", "mw", "wordlist"),
+        help="read the dictionary as this format instead of detecting it",
+    )
     _flag(selection, "level", help="only these levels, comma-separated (A1,A2)")
-    _flag(selection, "pos", help="only these parts of speech, comma-separated (noun,verb)")
-    _flag(selection, "words", action="append", help="only these headwords: cat,dog or @file")
+    _flag(
+        selection, "pos", help="only these parts of speech, comma-separated (noun,verb)"
+    )
+    _flag(
+        selection,
+        "words",
+        action="append",
+        help="only these headwords: cat,dog or @file",
+    )
     _flag(selection, "limit", type=int, help="at most this many headwords")
     _flag(selection, "image_pos", help="parts of speech that get images (default: all)")
-    _flag(selection, "include_offensive", action="store_true", default=None,
-          help="also draw images for entries flagged offensive")
-    _flag(selection, "no_audio", action="store_false", dest="audio", default=None,
-          help="make no audio")
+    _flag(
+        selection,
+        "include_offensive",
+        action="store_true",
+        default=None,
+        help="also draw images for entries flagged offensive",
+    )
+    _flag(
+        selection,
+        "no_audio",
+        action="store_false",
+        dest="audio",
+        default=None,
+        help="make no audio",
+    )
     parser.set_defaults(audio=None)
-    _flag(selection, "no_images", action="store_false", dest="images", default=None,
-          help="make no images")
+    _flag(
+        selection,
+        "no_images",
+        action="store_false",
+        dest="images",
+        default=None,
+        help="make no images",
+    )
     parser.set_defaults(images=None)
 
     audio = parser.add_argument_group("audio")
     _flag(audio, "audio_model", help="speech model (default gpt-4o-mini-tts)")
-    _flag(audio, "audio_voice", help="voice name (alloy ... marin, cedar) or a custom voice id")
+    _flag(
+        audio,
+        "audio_voice",
+        help="voice name (alloy ... marin, cedar) or a custom voice id",
+    )
     _flag(audio, "audio_format", help="mp3, opus, aac (default), flac, wav or pcm")
-    _flag(audio, "audio_instructions", help="how to speak; not sent to tts-1 and tts-1-hd")
+    _flag(
+        audio, "audio_instructions", help="how to speak; not sent to tts-1 and tts-1-hd"
+    )
     _flag(audio, "audio_speed", type=float, help="speed from 0.25 to 4.0")
 
     image = parser.add_argument_group("images")
     _flag(image, "image_model", help="image model (default gpt-image-1-mini)")
-    _flag(image, "image_size", help="square, vertical (default), horizontal, auto or WxH")
-    _flag(image, "image_quality", help="low, medium, high or auto (not sent by default)")
+    _flag(
+        image, "image_size", help="square, vertical (default), horizontal, auto or WxH"
+    )
+    _flag(
+        image, "image_quality", help="low, medium, high or auto (not sent by default)"
+    )
     _flag(image, "image_format", help="png (default), jpeg or webp")
-    _flag(image, "image_prompt",
-          help="prompt template with {word} {pos} {definition} {level} {aspect}")
+    _flag(
+        image,
+        "image_prompt",
+        help="prompt template with {word} {pos} {definition} {level} {aspect}",
+    )
 
     run = parser.add_argument_group("running")
     _flag(run, "outdir", type=Path, help="output folder (default assets_hires)")
@@ -68,47 +111,119 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     _flag(run, "image_concurrency", type=int, help="image requests in flight at most")
     _flag(run, "audio_rpm", type=float, help="audio requests per minute at most")
     _flag(run, "image_rpm", type=float, help="image requests per minute at most")
-    _flag(run, "provider", choices=("openai", "local"),
-          help="openai (default) or local: offline eSpeak NG audio and drawn cards")
+    _flag(
+        run,
+        "provider",
+        choices=("openai", "local"),
+        help="openai (default) or local: offline eSpeak NG audio and drawn cards",
+    )
     _flag(run, "base_url", help="URL of an OpenAI-compatible API (or OPENAI_BASE_URL)")
     _flag(run, "max_attempts", type=int, help="requests per job at most (default 4)")
-    _flag(run, "max_retry_wait", dest="max_retry_wait_s", type=float,
-          help="maximum wait before a retry, in seconds (default 60)")
-    _flag(run, "audio_timeout", dest="audio_timeout_s", type=float,
-          help="seconds per speech request (default 60)")
-    _flag(run, "image_timeout", dest="image_timeout_s", type=float,
-          help="seconds per image request (default 240)")
-    parser.add_argument("--dryrun", "--dry-run", dest="dryrun", action="store_true",
-                        default=None, help="plan and count, send nothing, need no key")
-    _flag(run, "grace", dest="grace_s", type=float,
-          help="seconds in-flight jobs get to finish after Ctrl-C or SIGTERM (default 10)")
+    _flag(
+        run,
+        "max_retry_wait",
+        dest="max_retry_wait_s",
+        type=float,
+        help="maximum wait before a retry, in seconds (default 60)",
+    )
+    _flag(
+        run,
+        "audio_timeout",
+        dest="audio_timeout_s",
+        type=float,
+        help="seconds per speech request (default 60)",
+    )
+    _flag(
+        run,
+        "image_timeout",
+        dest="image_timeout_s",
+        type=float,
+        help="seconds per image request (default 240)",
+    )
+    parser.add_argument(
+        "--dryrun",
+        "--dry-run",
+        dest="dryrun",
+        action="store_true",
+        default=None,
+        help="plan and count, send nothing, need no key",
+    )
+    _flag(
+        run,
+        "grace",
+        dest="grace_s",
+        type=float,
+        help="seconds in-flight jobs get after Ctrl-C or SIGTERM (default 10)",
+    )
 
     state = parser.add_argument_group("resume")
-    _flag(state, "resume", action="store_true", default=None,
-          help="continue the last unfinished run in --outdir with its saved settings")
-    _flag(state, "retry_failed", action="store_true", default=None,
-          help="retry the jobs that failed in the last run")
-    _flag(state, "retry_blocked", action="store_true", default=None,
-          help="with --retry-failed, also retry content-policy refusals")
-    _flag(state, "refresh_changed", action="store_true", default=None,
-          help="regenerate files whose text or settings changed since they were made")
+    _flag(
+        state,
+        "resume",
+        action="store_true",
+        default=None,
+        help="continue the last unfinished run in --outdir with its saved settings",
+    )
+    _flag(
+        state,
+        "retry_failed",
+        action="store_true",
+        default=None,
+        help="retry the jobs that failed in the last run",
+    )
+    _flag(
+        state,
+        "retry_blocked",
+        action="store_true",
+        default=None,
+        help="with --retry-failed, also retry content-policy refusals",
+    )
+    _flag(
+        state,
+        "refresh_changed",
+        action="store_true",
+        default=None,
+        help="regenerate files whose text or settings changed since they were made",
+    )
 
     queue = parser.add_argument_group("redis queue")
     add_queue_options(queue)
-    _flag(queue, "exit_when_empty", action=argparse.BooleanOptionalAction, default=None,
-          help="stop when nothing is pending or in flight (default for build)")
+    _flag(
+        queue,
+        "exit_when_empty",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stop when nothing is pending or in flight (default for build)",
+    )
 
 
 def add_queue_options(group: argparse._ActionsContainer) -> None:
-    _flag(group, "redis_url", help="Redis URL of a shared job queue (or ESL_ASSETS_REDIS_URL)")
-    _flag(group, "queue", help="queue name, to keep dictionaries apart (default esl-assets)")
+    _flag(
+        group,
+        "redis_url",
+        help="Redis URL of a shared job queue (or ESL_ASSETS_REDIS_URL)",
+    )
+    _flag(
+        group,
+        "queue",
+        help="queue name, to keep dictionaries apart (default esl-assets)",
+    )
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-v", "--verbosity", type=int, choices=(0, 1, 2), default=1,
-                        help="0 errors only, 1 progress (default), 2 a line per job")
-    parser.add_argument("--json", action="store_true",
-                        help="print the summary and per-job results as JSON on stdout")
+    parser.add_argument(
+        "-v",
+        "--verbosity",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="0 errors only, 1 progress (default), 2 a line per job",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary and per-job results as JSON on stdout",
+    )
 
 
 #: Modules that add subcommands. Each has ``add_parsers(subparsers)`` and sets
@@ -155,8 +270,8 @@ def settings_options(args: argparse.Namespace) -> dict[str, Any]:
 def configure_logging(verbosity: int, console: Any = None) -> None:
     level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}[verbosity]
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old_handler in list(root.handlers):
+        root.removeHandler(old_handler)
     if console is not None:
         from rich.logging import RichHandler
 

@@ -37,7 +37,9 @@ def precheck(job: Job) -> JobResult | None:
     Empty texts are skipped and over-long texts fail, both without a request.
     """
     if not job.text.strip():
-        return JobResult(Status.SKIPPED, job.file, job.kind, reason="empty_text", ref=job.ref)
+        return JobResult(
+            Status.SKIPPED, job.file, job.kind, reason="empty_text", ref=job.ref
+        )
     limit = MAX_IMAGE_PROMPT_CHARS if job.kind is AssetKind.IMAGE else MAX_SPEECH_CHARS
     if len(job.text) > limit:
         what = "image prompt" if job.kind is AssetKind.IMAGE else "speech input"
@@ -95,7 +97,9 @@ class JobRunner:
             return result
         return await self.execute(job)
 
-    def settle_without_request(self, job: Job, *, force: bool = False) -> JobResult | None:
+    def settle_without_request(
+        self, job: Job, *, force: bool = False
+    ) -> JobResult | None:
         """Return the result of a job that needs no request, or None.
 
         That is a job with an empty or over-long text, a valid file already on
@@ -109,7 +113,9 @@ class JobRunner:
         except ValueError as error:
             return self._error(job, "unsafe_file_name", str(error))
         if not force and existing_file_problem(path) is None:
-            return JobResult(Status.SKIPPED, job.file, job.kind, reason="exists", ref=job.ref)
+            return JobResult(
+                Status.SKIPPED, job.file, job.kind, reason="exists", ref=job.ref
+            )
         if self.settings.dryrun:
             return JobResult(Status.DRYRUN, job.file, job.kind, ref=job.ref)
         return None
@@ -145,8 +151,6 @@ class JobRunner:
         return self._failed(job, failure, attempt, started)
 
     async def _attempt(self, job: Job, lane: Lane) -> Generated | Failure:
-        if self.client is None:
-            raise RuntimeError("JobRunner.client is None outside a dry run")
         stopped = Failure(FailureKind.FATAL, "stopped", "The run was stopped.")
         await lane.acquire()
         try:
@@ -162,6 +166,9 @@ class JobRunner:
 
     async def _request(self, job: Job, lane: Lane) -> Generated | Failure:
         timeout = self._timeouts[job.lane]
+        client = self.client
+        if client is None:
+            raise RuntimeError("JobRunner.client is None outside a dry run")
         sent = time.monotonic()
         lane.stats.requests += 1
         try:
@@ -169,7 +176,10 @@ class JobRunner:
             # server that trickles a body slowly enough to dodge them.
             async with asyncio.timeout(_total_deadline_s(timeout)):
                 generated = await generate_asset(
-                    self.client, job, timeout=timeout, card_fields=self._card_fields
+                    client,
+                    job,
+                    http_timeout=timeout,
+                    card_fields=self._card_fields,
                 )
         except BadResponseError as error:
             return Failure(FailureKind.TRANSIENT, "bad_response", str(error))
@@ -301,4 +311,6 @@ def _observe_rate_headers(lane: Lane, headers: httpx2.Headers) -> None:
         remaining = int(raw)
     except ValueError:
         return
-    lane.observe_headers(remaining, parse_reset_duration(headers.get("x-ratelimit-reset-requests")))
+    lane.observe_headers(
+        remaining, parse_reset_duration(headers.get("x-ratelimit-reset-requests"))
+    )

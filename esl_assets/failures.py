@@ -55,7 +55,11 @@ class Failure:
 
 
 _BLOCKED_CODES = {"moderation_blocked", "content_policy_violation", "content_filter"}
-_QUOTA_CODES = {"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"}
+_QUOTA_CODES = {
+    "insufficient_quota",
+    "billing_hard_limit_reached",
+    "billing_not_active",
+}
 _LIMIT_ZERO = re.compile(r"\blimit:?\s*0\b|\blimit of 0\b", re.IGNORECASE)
 
 
@@ -152,7 +156,7 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_reset_duration(value: str | None) -> float | None:
-    """Parse OpenAI's ``x-ratelimit-reset-*`` durations such as ``6m0s`` or ``120ms``."""
+    """Parse an ``x-ratelimit-reset-*`` duration such as ``6m0s`` or ``120ms``."""
     if not value:
         return None
     parts = _DURATION_PART.findall(value)

@@ -30,7 +30,7 @@ async def generate_asset(
     client: AsyncOpenAI,
     job: Job,
     *,
-    timeout: httpx2.Timeout,
+    http_timeout: httpx2.Timeout,
     card_fields: bool = False,
 ) -> Generated:
     """Send the job's request and return the asset's bytes.
@@ -40,21 +40,21 @@ async def generate_asset(
     real API would reject that member, so it is sent only to ``local``.
     """
     if job.kind is AssetKind.IMAGE:
-        return await _generate_image(client, job, timeout, card_fields)
-    return await _generate_speech(client, job, timeout)
+        return await _generate_image(client, job, http_timeout, card_fields)
+    return await _generate_speech(client, job, http_timeout)
 
 
 async def _generate_speech(
-    client: AsyncOpenAI, job: Job, timeout: httpx2.Timeout
+    client: AsyncOpenAI, job: Job, http_timeout: httpx2.Timeout
 ) -> Generated:
     raw = await client.audio.speech.with_raw_response.create(
-        input=job.text, **job.params, timeout=timeout
+        input=job.text, **job.params, timeout=http_timeout
     )
     return Generated(data=raw.content, headers=raw.headers)
 
 
 async def _generate_image(
-    client: AsyncOpenAI, job: Job, timeout: httpx2.Timeout, card_fields: bool
+    client: AsyncOpenAI, job: Job, http_timeout: httpx2.Timeout, card_fields: bool
 ) -> Generated:
     extra_body = None
     if card_fields:
@@ -67,7 +67,7 @@ async def _generate_image(
             }
         }
     raw = await client.images.with_raw_response.generate(
-        prompt=job.text, **job.params, timeout=timeout, extra_body=extra_body
+        prompt=job.text, **job.params, timeout=http_timeout, extra_body=extra_body
     )
     response = raw.parse()
     if not response.data or not response.data[0].b64_json:

@@ -33,7 +33,11 @@ class LaneStats:
     def to_dict(self) -> dict[str, float | int | None]:
         latencies = sorted(self.latencies_s)
         mean = sum(latencies) / len(latencies) if latencies else None
-        p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else None
+        p95 = (
+            latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
+            if latencies
+            else None
+        )
         return {
             "requests": self.requests,
             "retries": self.retries,
@@ -91,7 +95,10 @@ class Lane:
                 await asyncio.sleep(delay)
                 continue
             async with self._changed:
-                if self._in_flight < self.limit and self._paused_until <= time.monotonic():
+                if (
+                    self._in_flight < self.limit
+                    and self._paused_until <= time.monotonic()
+                ):
                     self._in_flight += 1
                     break
                 await self._wait_for_change()
@@ -128,7 +135,7 @@ class Lane:
             self._limit = max(1.0, self._limit / 2)
             self._last_decrease = now
             logger.warning(
-                "Lane %s was rate limited; lowering its cap to %d request(s) in flight.",
+                "Lane %s was rate limited; lowering its cap to %d in flight.",
                 self.name,
                 self.limit,
             )

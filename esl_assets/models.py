@@ -54,7 +54,9 @@ class ModelInfo:
 
 
 _SPEECH_SHUTDOWN = dt.date(2027, 1, 6)
-_SPEECH_NEXT = "a current speech model from https://platform.openai.com/docs/deprecations"
+_SPEECH_NEXT = (
+    "a current speech model from https://platform.openai.com/docs/deprecations"
+)
 _GPT_IMAGE_QUALITIES = ("low", "medium", "high", "auto")
 _SUNBURST_QUALITIES = ("low", "medium", "high", "xhigh", "max", "auto")
 

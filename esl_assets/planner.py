@@ -44,7 +44,11 @@ def build_request_template(settings: Settings) -> RequestTemplate:
             settings.image_model, "image", warn=settings.provider != "local"
         )
         size = resolve_image_size(settings.image_size, info)
-        image = {"model": info.name, "size": size, "output_format": settings.image_format}
+        image = {
+            "model": info.name,
+            "size": size,
+            "output_format": settings.image_format,
+        }
         if settings.image_quality:
             _check_quality(settings.image_quality, info.qualities, info.name)
             image["quality"] = settings.image_quality
@@ -52,7 +56,9 @@ def build_request_template(settings: Settings) -> RequestTemplate:
 
 
 def _speech_params(settings: Settings) -> dict[str, object]:
-    info = check_model(settings.audio_model, "speech", warn=settings.provider != "local")
+    info = check_model(
+        settings.audio_model, "speech", warn=settings.provider != "local"
+    )
     voice: object = settings.audio_voice
     if settings.audio_voice not in SPEECH_VOICES and settings.audio_voice.startswith(
         "voice_"
@@ -127,7 +133,9 @@ class Planner:
 
     def _word_job(self, row: Row) -> Job | None:
         extension = self.settings.audio_format
-        return self._job(AssetKind.WORD, row, "0", row.word, self.template.speech, extension)
+        return self._job(
+            AssetKind.WORD, row, "0", row.word, self.template.speech, extension
+        )
 
     def _shortdef_job(self, row: Row) -> Job | None:
         assert row.definition_id is not None and row.definition is not None

@@ -23,7 +23,7 @@ DEFAULT_AUDIO_INSTRUCTIONS = (
 )
 DEFAULT_IMAGE_PROMPT = (
     "A clear, friendly illustration for an English learners' picture dictionary"
-    " that shows the meaning of the {pos} \"{word}\": {definition}. One simple"
+    ' that shows the meaning of the {pos} "{word}": {definition}. One simple'
     " scene, plain background, bright natural colours, {aspect} composition,"
     " suitable for children. No text, letters, numbers or labels anywhere in"
     " the image."

@@ -24,7 +24,9 @@ logger = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".part"
 #: ``.{final name}.{host}.{pid}.{random}.part``
-_TEMP_NAME = re.compile(r"\.(?P<final>.+)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.[0-9a-f]+\.part")
+_TEMP_NAME = re.compile(
+    r"\.(?P<final>.+)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.[0-9a-f]+\.part"
+)
 #: A temporary file from another host is removed only when it is this old,
 #: since a worker on that host may still be writing it.
 FOREIGN_TEMP_MAX_AGE_S = 3600.0
@@ -42,7 +44,8 @@ def prepare_outdir(outdir: Path) -> Path:
         ) from None
     if not os.access(outdir, os.W_OK):
         raise ConfigurationError(
-            f"The output folder {str(outdir)!r} is not writable; choose another --outdir."
+            f"The output folder {str(outdir)!r} is not writable; choose another "
+            "--outdir."
         )
     return outdir.resolve()
 
@@ -125,24 +128,33 @@ def temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{token}{TEMP_SUFFIX}")
 
 
+def _write_file(temp: Path, path: Path, data: bytes, fsync: bool) -> None:
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+
+
+# One executor call per file: a call per step (open, write, flush, fsync,
+# close, rename) cost about six thread hand-offs per job.
+_write_file_in_thread = aiofiles.os.wrap(_write_file)
+
+
 async def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename.
 
     ``fsync`` flushes the data before the rename, so even a power loss leaves
-    the old state or the whole new file. A cancelled write removes its
-    temporary file.
+    the old state or the whole new file. The write runs in one worker thread
+    from start to rename: if the caller is cancelled, the thread still ends
+    with either the whole file in place or its temporary file removed.
     """
-    temp = temp_path_for(path)
-    try:
-        async with aiofiles.open(temp, "wb") as handle:
-            await handle.write(data)
-            if fsync:
-                await handle.flush()
-                await aiofiles.os.wrap(os.fsync)(handle.fileno())
-        await aiofiles.os.replace(temp, path)
-    except BaseException:
-        _remove_quietly(temp)
-        raise
+    await _write_file_in_thread(temp_path_for(path), path, data, fsync)
 
 
 def _remove_quietly(path: Path) -> None:
