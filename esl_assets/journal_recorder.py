@@ -1,0 +1,426 @@
+"""Record a build in the output folder's journal without slowing its event loop.
+
+``JournalRecorder`` is the pipeline's observer. In the loop thread it only
+counts results and collects the rows that changed, and it hands them to a
+writer thread as one batch every ``BATCH_ROWS`` rows or ``FLUSH_INTERVAL_S``
+seconds, whichever comes first. Handing over single results would wake the
+writer, and switch threads, once per job. The writer thread owns the only
+writing connection of the run and commits each batch in one transaction.
+
+It also decides, from the journal state loaded once at the start, whether a
+file on disk changed since it was made (``changed``) and whether a job that
+failed in an earlier run should be skipped (``failed_before``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError
+from .jobs import AssetKind, Job, JobResult, Status
+from .journal import (
+    BATCH_ROWS,
+    BLOCKED_REASONS,
+    CHANGED,
+    FAILED_BEFORE,
+    FLUSH_INTERVAL_S,
+    SAVE_FILE,
+    SAVE_RESULT,
+    Journal,
+    KnownFiles,
+    connect,
+    journal_path,
+    utc_now,
+)
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Seconds ``close()`` waits for the writer to commit the last batch.
+CLOSE_TIMEOUT_S = 60.0
+
+
+class JournalRecorder:
+    """Records one build in the journal: the ``BuildObserver`` of the pipeline.
+
+    Call its methods from one thread (the event loop's). In a dry run it
+    only reads the journal and records nothing.
+    """
+
+    def __init__(self, settings: Settings, known: KnownFiles) -> None:
+        self.settings = settings
+        self.known = known
+        #: The run's id in the journal; None in a dry run.
+        self.run_id: int | None = None
+        #: Jobs planned so far.
+        self.planned = 0
+        self._writer: _Writer | None = None
+        self._counts: dict[AssetKind, Counter[Status]] = {}
+        self._reasons: Counter[str] = Counter()
+        self._rows: list[_Row] = []
+        self._planned_all = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def open(
+        cls,
+        outdir: Path,
+        settings: Settings,
+        kinds: frozenset[AssetKind],
+        *,
+        resumed_from: int | None = None,
+    ) -> JournalRecorder:
+        """Load the journal state of ``outdir`` and start recording a run."""
+        try:
+            return cls._open(outdir, settings, kinds, resumed_from)
+        except sqlite3.Error as error:
+            raise ConfigurationError(
+                f"The journal {journal_path(outdir)} cannot be used: {error}. Check "
+                "that --outdir is writable; if the file is damaged, move it away "
+                "(the next run starts a new journal and keeps the files on disk)."
+            ) from None
+
+    @classmethod
+    def _open(
+        cls,
+        outdir: Path,
+        settings: Settings,
+        kinds: frozenset[AssetKind],
+        resumed_from: int | None,
+    ) -> JournalRecorder:
+        if settings.dryrun:
+            existing = Journal.open_existing(outdir)
+            if existing is None:
+                return cls(settings, KnownFiles())
+            with existing:
+                return cls(settings, existing.load_known_files(kinds))
+        with Journal.open(outdir) as journal:
+            recorder = cls(settings, journal.load_known_files(kinds))
+            recorder.run_id = journal.start_run(settings, resumed_from)
+        logger.info(
+            "Journal %s: run %d; %d file(s) known.",
+            journal.path,
+            recorder.run_id,
+            len(recorder.known.fingerprints),
+        )
+        recorder._writer = _Writer(journal.path, recorder.run_id, outdir)
+        recorder._writer.start()
+        return recorder
+
+    # -- decisions
+
+    def wants_refresh(self, job: Job) -> bool:
+        """Return whether ``--refresh-changed`` should regenerate ``job.file``."""
+        if not self.settings.refresh_changed or not self.known.is_changed(job):
+            return False
+        return self.review_missing(job) is None
+
+    def review_existing(self, job: Job, result: JobResult) -> JobResult:
+        """Turn an ``exists`` skip into ``changed`` when the fingerprint differs."""
+        if not self.known.is_changed(job):
+            return result
+        return JobResult(
+            Status.SKIPPED, job.file, job.kind, reason=CHANGED, ref=job.ref
+        )
+
+    def review_missing(self, job: Job) -> JobResult | None:
+        """Return a skip for a job that failed before and is not to be retried."""
+        reason = self.known.earlier_failure(job)
+        if reason is None:
+            return None
+        if self.settings.retry_failed and (
+            reason not in BLOCKED_REASONS or self.settings.retry_blocked
+        ):
+            return None
+        return JobResult(
+            Status.SKIPPED, job.file, job.kind, reason=FAILED_BEFORE, ref=job.ref
+        )
+
+    # -- BuildObserver
+
+    # These two run once per job, so they stay cheap: no enum ``.value`` (a
+    # Python-level descriptor) and no call unless a flush must be scheduled.
+
+    def on_planned(self, job: Job) -> None:
+        self.planned += 1
+        if self._timer is None:
+            self._schedule_flush()
+
+    def on_result(self, job: Job, result: JobResult) -> None:
+        if self._writer is None:
+            return
+        statuses = self._counts.get(job.kind)
+        if statuses is None:
+            statuses = self._counts[job.kind] = Counter()
+        statuses[result.status] += 1
+        if result.reason is not None:
+            self._reasons[result.reason] += 1
+        row = self._row_for(job, result)
+        if row is not None:
+            self._rows.append(row)
+            if len(self._rows) >= BATCH_ROWS:
+                self.flush()
+                return
+        if self._timer is None:
+            self._schedule_flush()
+
+    def mark_planned_all(self) -> None:
+        """Record that every lane planned all of its jobs."""
+        self._planned_all = True
+        self._schedule_flush()
+
+    # -- writing
+
+    def flush(self) -> None:
+        """Hand the rows and counts so far to the writer thread."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._writer is None:
+            return
+        counts = {
+            kind.value: {status.value: n for status, n in statuses.items()}
+            for kind, statuses in self._counts.items()
+        }
+        self._writer.put(
+            _Batch(
+                self._rows,
+                json.dumps(counts),
+                json.dumps(dict(self._reasons)),
+                self.planned,
+                self._planned_all,
+            )
+        )
+        self._rows = []
+
+    def close(
+        self, outcome: str, requests: int, duration_s: float, message: str | None
+    ) -> None:
+        """Record the end of the run and wait for the last commit."""
+        writer = self._writer
+        if writer is None:
+            return
+        self.flush()
+        writer.put(_Finish(utc_now(), outcome, requests, round(duration_s, 3), message))
+        writer.put(None)
+        writer.join(CLOSE_TIMEOUT_S)
+        if writer.is_alive():
+            logger.error(
+                "The journal writer did not finish within %.0f s; the last results "
+                "of run %s may be missing from %s.",
+                CLOSE_TIMEOUT_S,
+                self.run_id,
+                writer.path,
+            )
+        self._writer = None
+
+    def _schedule_flush(self) -> None:
+        """Flush within ``FLUSH_INTERVAL_S``, so a kill loses at most that much."""
+        if self._timer is not None or self._writer is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # Outside a loop (direct calls), batches go at BATCH_ROWS and close().
+            return
+        self._timer = loop.call_later(FLUSH_INTERVAL_S, self.flush)
+
+    def _row_for(self, job: Job, result: JobResult) -> _Row | None:
+        """Return the row to write for a result, or None when nothing changed."""
+        if result.status is Status.SUCCESS:
+            return _Row(
+                "file", self._values(job, result, file_fingerprint=job.fingerprint)
+            )
+        if (
+            result.reason in (FAILED_BEFORE, "stopped")
+            or result.status is Status.DRYRUN
+        ):
+            return None
+        if result.status is Status.SKIPPED and result.reason == "exists":
+            if not self.known.has_file(job.file):
+                values = self._values(job, result, file_fingerprint=job.fingerprint)
+                return _Row("adopt", values)
+            if job.file in self.known.states:
+                return _Row("result", self._values(job, result))
+            return None
+        known = self.known.states.get(job.file)
+        if result.attempts == 0 and known == (
+            result.status.value,
+            result.reason,
+            job.fingerprint,
+        ):
+            return None
+        return _Row("result", self._values(job, result))
+
+    def _values(
+        self, job: Job, result: JobResult, *, file_fingerprint: str | None = None
+    ) -> dict[str, Any]:
+        voice = job.params.get("voice")
+        if isinstance(voice, dict):
+            voice = voice.get("id")
+        now = utc_now()
+        generated = result.status is Status.SUCCESS
+        return {
+            "file": job.file,
+            "kind": job.kind.value,
+            "uuid": job.uuid,
+            "word": job.word,
+            "definition_id": job.definition_id,
+            "definition": job.definition,
+            "status": result.status.value,
+            "reason": result.reason,
+            "attempts": result.attempts,
+            "error": result.error,
+            "status_code": result.status_code,
+            "error_code": result.error_code,
+            "duration_s": round(result.duration_s, 4),
+            "usage": json.dumps(result.usage) if result.usage is not None else None,
+            "fingerprint": job.fingerprint,
+            "file_fingerprint": file_fingerprint,
+            "bytes": result.bytes if generated else None,
+            "model": job.params.get("model"),
+            "voice": voice,
+            "created_at": now if generated else None,
+            "updated_at": now,
+            "run_id": self.run_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    #: ``file`` (a new file), ``adopt`` (a file on disk the journal did not
+    #: know, whose size and time come from the disk) or ``result`` (no new
+    #: file: the file columns keep their values).
+    mode: str
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    rows: list[_Row]
+    counts_json: str
+    reasons_json: str
+    planned: int
+    planned_all: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Finish:
+    ended_at: str
+    outcome: str
+    requests: int
+    duration_s: float
+    message: str | None
+
+
+class _Writer(threading.Thread):
+    """The one thread that writes a run's batches, one transaction each."""
+
+    def __init__(self, path: Path, run_id: int, outdir: Path) -> None:
+        super().__init__(name=f"esl-assets-journal-{run_id}", daemon=True)
+        self.path = path
+        self.run_id = run_id
+        self._outdir = outdir
+        self._queue: queue.SimpleQueue[_Batch | _Finish | None] = queue.SimpleQueue()
+        self._lost_rows = 0
+
+    def put(self, item: _Batch | _Finish | None) -> None:
+        self._queue.put(item)
+
+    def run(self) -> None:
+        connection = connect(self.path)
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    break
+                self._commit(connection, item)
+        finally:
+            connection.close()
+        if self._lost_rows:
+            logger.error(
+                "%d result(s) of run %d are missing from the journal %s; their "
+                "files are on disk, and the next run records them again.",
+                self._lost_rows,
+                self.run_id,
+                self.path,
+            )
+
+    def _commit(self, connection: sqlite3.Connection, item: _Batch | _Finish) -> None:
+        try:
+            with connection:
+                connection.execute("BEGIN IMMEDIATE")
+                if isinstance(item, _Batch):
+                    self._write_batch(connection, item)
+                else:
+                    self._write_finish(connection, item)
+        except sqlite3.Error as error:
+            rows = len(item.rows) if isinstance(item, _Batch) else 0
+            self._lost_rows += rows
+            logger.error(
+                "Writing %d row(s) of run %d to the journal %s failed: %s",
+                rows,
+                self.run_id,
+                self.path,
+                error,
+            )
+
+    def _write_batch(self, connection: sqlite3.Connection, batch: _Batch) -> None:
+        files = [row.values for row in batch.rows if row.mode == "file"]
+        files += [
+            self._adopted(row.values) for row in batch.rows if row.mode == "adopt"
+        ]
+        results = [row.values for row in batch.rows if row.mode == "result"]
+        if files:
+            connection.executemany(SAVE_FILE, files)
+        if results:
+            connection.executemany(SAVE_RESULT, results)
+        connection.execute(
+            "UPDATE runs SET counts = ?, reasons = ?, planned = ?, planned_all = ?"
+            " WHERE id = ?",
+            (
+                batch.counts_json,
+                batch.reasons_json,
+                batch.planned,
+                int(batch.planned_all),
+                self.run_id,
+            ),
+        )
+
+    def _write_finish(self, connection: sqlite3.Connection, finish: _Finish) -> None:
+        connection.execute(
+            "UPDATE runs SET ended_at = ?, outcome = ?, requests = ?, duration_s = ?,"
+            " message = ? WHERE id = ?",
+            (
+                finish.ended_at,
+                finish.outcome,
+                finish.requests,
+                finish.duration_s,
+                finish.message,
+                self.run_id,
+            ),
+        )
+
+    def _adopted(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Fill the size and time of a file the journal sees for the first time."""
+        try:
+            stat = os.stat(self._outdir / values["file"])
+        except OSError:
+            return values
+        created = datetime.fromtimestamp(stat.st_mtime, UTC)
+        return {
+            **values,
+            "bytes": stat.st_size,
+            "created_at": created.isoformat(timespec="seconds"),
+        }
