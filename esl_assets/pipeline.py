@@ -5,6 +5,12 @@ bounded window of jobs in progress, so memory does not grow with the size of
 the dictionary and a slow image lane never starves the audio lane. One
 failing job never cancels the others; an account-level failure stops new
 requests and lets the ones in flight end.
+
+Each run is recorded in the output folder's journal (``journal.py``), which
+also says which files changed since they were made and which jobs failed in
+an earlier run. ``request_stop()`` stops taking jobs and gives the requests in
+flight ``grace_s`` seconds before they are cancelled; ``stop_now()`` cancels
+them at once.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from .errors import AccountError, ConfigurationError
 from .executor import JobRunner, RunState
 from .failures import Failure
 from .jobs import AssetKind, Job, JobResult, Status
+from .journal import CHANGED, kinds_of
+from .journal_recorder import JournalRecorder
 from .lanes import Lane
 from .planner import Planner, RequestTemplate, build_request_template
 from .report import DRYRUN_PROMPT_SAMPLES, BuildReport
@@ -33,6 +41,9 @@ logger = logging.getLogger(__name__)
 ERRORS_FILE = "errors.jsonl"
 #: Jobs a lane keeps in progress (in flight or waiting to retry) per slot.
 WINDOW_PER_SLOT = 4
+#: A lane lets other tasks and signal handlers run after this many jobs in a
+#: row that needed no request (files already on disk).
+YIELD_EVERY_SETTLED = 256
 
 
 class BuildObserver(Protocol):
@@ -101,14 +112,21 @@ class Build:
         *,
         observers: list[BuildObserver] | None = None,
         force_files: frozenset[str] = frozenset(),
+        resumed_from: int | None = None,
     ) -> None:
         self.settings = adapt_to_provider(settings)
         self.observers = list(observers or [])
         self.report = BuildReport()
         self.state = RunState()
         self._force_files = force_files
+        self._resumed_from = resumed_from
         self._template: RequestTemplate | None = None
         self._lanes: dict[str, Lane] = {}
+        self._journal: JournalRecorder | None = None
+        self._lanes_planned = 0
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._cancelling = False
 
     def prepare(self) -> Path:
         """Check settings and the dictionary, create the output folder.
@@ -140,6 +158,14 @@ class Build:
             for name in lane_kinds(self.settings)
         }
         runner = JobRunner(client, self.settings, outdir, self._lanes, self.state)
+        self._journal = JournalRecorder.open(
+            outdir,
+            self.settings,
+            kinds_of(self.settings),
+            resumed_from=self._resumed_from,
+        )
+        self.observers.append(self._journal)
+        ending = "returned"
         try:
             async with asyncio.TaskGroup() as group:
                 for index, (name, kinds) in enumerate(lane_kinds(self.settings).items()):
@@ -147,18 +173,68 @@ class Build:
                         self._run_lane(runner, name, kinds, record_rejects=index == 0)
                     )
         except asyncio.CancelledError:
-            self.report.outcome = "interrupted"
-            remove_own_temp_files(outdir)
+            ending = "cancelled"
+            raise
+        except Exception:
+            ending = "failed"
             raise
         finally:
             self.report.duration_s = time.monotonic() - started
             self.report.lanes = {n: lane.stats.to_dict() for n, lane in self._lanes.items()}
             if client is not None:
                 await client.close()
-        if self.state.fatal is not None:
-            self.report.outcome = "stopped"
-            self.report.fatal_message = account_error_message(self.state.fatal, self.settings)
+            self._finish(outdir, ending)
         return self.report
+
+    def request_stop(self) -> None:
+        """Stop taking jobs; cancel the requests in flight after ``grace_s``.
+
+        Call it in the loop thread, for example from a handler added with
+        ``loop.add_signal_handler``. A second call cancels them at once.
+        """
+        if self._grace_timer is not None:
+            self.stop_now()
+            return
+        self.report.outcome = "interrupted"
+        self.state.stop.set()
+        loop = asyncio.get_running_loop()
+        self._grace_timer = loop.call_later(self.settings.grace_s, self.stop_now)
+
+    def stop_now(self) -> None:
+        """Stop taking jobs and cancel the requests in flight.
+
+        A cancelled job writes no file (``write_atomic`` removes its
+        temporary file) and counts as not run.
+        """
+        self.report.outcome = "interrupted"
+        self.state.stop.set()
+        self._cancelling = True
+        for task in list(self._in_flight):
+            task.cancel()
+
+    def _finish(self, outdir: Path, ending: str) -> None:
+        """Settle the outcome, remove temporary files, close the journal.
+
+        ``ending`` is ``returned``, ``cancelled`` or ``failed`` (an exception).
+        """
+        if ending == "cancelled":
+            self.report.outcome = "interrupted"
+        elif self.state.fatal is not None:
+            self.report.outcome = "stopped"
+            self.report.fatal_message = account_error_message(
+                self.state.fatal, self.settings
+            )
+        if self.report.outcome == "interrupted":
+            remove_own_temp_files(outdir)
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+        if self._journal is not None:
+            self._journal.close(
+                "failed" if ending == "failed" else self.report.outcome,
+                self.report.requests,
+                self.report.duration_s,
+                self.report.fatal_message,
+            )
 
     async def _run_lane(
         self, runner: JobRunner, name: str, kinds: frozenset[AssetKind], *, record_rejects: bool
@@ -166,31 +242,91 @@ class Build:
         assert self._template is not None
         planner = Planner(self.settings, self._template, kinds)
         window = asyncio.Semaphore(self._lanes[name].max_in_flight * WINDOW_PER_SLOT)
+        settled = 0
+        planned_all = True
         # When the lane is cancelled, the task group cancels the jobs in
         # progress and waits for them, so no job outlives a cancelled build.
         async with asyncio.TaskGroup() as jobs:
             for item in planner.plan(read_rows(self.settings)):
                 if self.state.stop.is_set():
+                    planned_all = False
                     break
                 if isinstance(item, RejectedRow):
                     if record_rejects:
                         self._reject(item)
                     continue
                 self._notify_planned(item)
-                force = item.file in self._force_files
-                result = runner.settle_without_request(item, force=force)
+                result, refresh = self._settle(runner, item)
                 if result is not None:
                     self._record(item, result)
+                    settled += 1
+                    if settled % YIELD_EVERY_SETTLED == 0:
+                        await asyncio.sleep(0)
                     continue
                 await window.acquire()
-                task = jobs.create_task(self._execute(runner, item))
-                task.add_done_callback(lambda _: window.release())
+                if self.state.stop.is_set():
+                    window.release()
+                    planned_all = False
+                    break
+                task = jobs.create_task(self._execute(runner, item, refresh))
+                self._in_flight.add(task)
+                task.add_done_callback(lambda t: self._job_done(t, window))
                 # Let finished jobs report between planned ones.
                 await asyncio.sleep(0)
+            if planned_all:
+                self._lane_planned()
         self.report.excluded.update(planner.excluded)
 
-    async def _execute(self, runner: JobRunner, job: Job) -> None:
-        self._record(job, await runner.execute(job))
+    def _settle(self, runner: JobRunner, job: Job) -> tuple[JobResult | None, bool]:
+        """Return the result of a job that needs no request (or None), and
+        whether the job regenerates a changed file (``--refresh-changed``)."""
+        journal = self._journal
+        forced = job.file in self._force_files
+        refresh = journal is not None and not forced and journal.wants_refresh(job)
+        result = runner.settle_without_request(job, force=forced or refresh)
+        if journal is None or forced:
+            return result, False
+        if result is None or result.status is Status.DRYRUN:
+            skipped = journal.review_missing(job)
+            return (skipped, False) if skipped is not None else (result, refresh)
+        if result.reason == "exists":
+            return journal.review_existing(job, result), False
+        return result, False
+
+    def _lane_planned(self) -> None:
+        self._lanes_planned += 1
+        if self._journal is not None and self._lanes_planned == len(self._lanes):
+            self._journal.mark_planned_all()
+
+    def _job_done(self, task: asyncio.Task[None], window: asyncio.Semaphore) -> None:
+        self._in_flight.discard(task)
+        window.release()
+        if task.cancelled():
+            # Cancelled before it started, so it recorded nothing.
+            self.report.not_run += 1
+
+    async def _execute(self, runner: JobRunner, job: Job, refresh: bool) -> None:
+        try:
+            result = await runner.execute(job)
+        except asyncio.CancelledError:
+            if not self._cancelling:
+                raise
+            # stop_now() cancelled this job: record it as not run and let the
+            # lane end normally.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            result = JobResult(
+                Status.ERROR,
+                job.file,
+                job.kind,
+                reason="stopped",
+                error="The run was stopped while this request was in flight.",
+                ref=job.ref,
+            )
+        if refresh and result.status is Status.SUCCESS:
+            result.reason = CHANGED
+        self._record(job, result)
 
     def _notify_planned(self, job: Job) -> None:
         if self.settings.dryrun and job.kind is not AssetKind.IMAGE:

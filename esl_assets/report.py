@@ -68,6 +68,14 @@ class BuildReport:
             for kind in AssetKind
         }
 
+    def count_reason(self, reason: str, status: Status | None = None) -> int:
+        """Count results with ``reason`` (``changed``, ``failed_before`` ...)."""
+        return sum(
+            1
+            for result in self.results
+            if result.reason == reason and status in (None, result.status)
+        )
+
     @property
     def errors(self) -> list[JobResult]:
         return [r for r in self.results if r.status is Status.ERROR]
@@ -101,6 +109,10 @@ class BuildReport:
             "requests": self.requests,
             "retries": self.retries,
             "not_run": self.not_run,
+            # Files made from other text or settings (regenerated with
+            # --refresh-changed), and jobs that failed in an earlier run.
+            "changed": self.count_reason("changed"),
+            "failed_before": self.count_reason("failed_before"),
             "lanes": self.lanes,
             "excluded": dict(self.excluded),
             "rejected": [
