@@ -19,10 +19,13 @@ from .cli import (
     settings_options,
 )
 from .jobs import AssetKind, Job, JobResult, Status
+from .journal import CHANGED, FAILED_BEFORE
 from .pipeline import Build, BuildObserver
 from .progress import PlainProgress, RichProgress
 from .report import BuildReport
+from .resume import ResumePoint, apply_overrides, find_resume_point
 from .settings import Settings
+from .stopping import run_until_stopped
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -65,25 +68,61 @@ def run_build_command(args: argparse.Namespace) -> int:
 
         return run_queue_build(args, settings)
     verbosity = 0 if args.json and args.verbosity == 1 else args.verbosity
+    resume: ResumePoint | None = None
+    if settings.resume:
+        # Overrides of the saved settings are logged as warnings, which go to
+        # stderr even with --json unless -v 0 selects errors only.
+        configure_logging(args.verbosity)
+        resume = find_resume_point(settings.outdir)
+        settings = apply_overrides(resume, options, settings.outdir)
+        if args.verbosity > 0:
+            _print_resume(resume)
     observers: list[BuildObserver] = []
     counter = PlanCounter()
     if args.command == "plan":
         observers.append(counter)
-    report = _run_with_progress(settings, observers, verbosity)
+    resumed_from = resume.run.id if resume is not None else None
+    report = _run_with_progress(settings, observers, verbosity, resumed_from)
     if args.json:
         data = report.to_dict(results=args.command == "build")
         if args.command == "plan":
             data["entries"] = {"by_level": dict(counter.levels), "by_pos": dict(counter.pos)}
+        if resume is not None:
+            data["resume"] = resume.to_dict()
         print_json(data)
     elif args.command == "plan":
         print_plan(report, counter)
     elif verbosity > 0 or report.exit_code:
         print_summary(report)
+        if report.outcome == "interrupted":
+            Console(file=sys.stdout).print(
+                "Interrupted. Continue with: esl-assets build --resume --outdir "
+                f"{settings.outdir}",
+                markup=False,
+            )
     return report.exit_code
 
 
+def _print_resume(resume: ResumePoint) -> None:
+    run = resume.run
+    to_do = f"{resume.remaining} to do"
+    if not resume.planned_all:
+        to_do = (
+            f"at least {resume.remaining} to do (the run stopped before it had "
+            "planned every job)"
+        )
+    Console(stderr=True).print(
+        f"Resuming run {run.id} (started {run.started_at}, {run.state}): "
+        f"{resume.done} job(s) done, {resume.failed} failed before, {to_do}.",
+        markup=False,
+    )
+
+
 def _run_with_progress(
-    settings: Settings, observers: list[BuildObserver], verbosity: int
+    settings: Settings,
+    observers: list[BuildObserver],
+    verbosity: int,
+    resumed_from: int | None = None,
 ) -> BuildReport:
     console = Console(stderr=True)
     use_rich = verbosity == 1 and console.is_terminal
@@ -92,11 +131,11 @@ def _run_with_progress(
     if verbosity == 1:
         progress = RichProgress(console) if use_rich else PlainProgress()
         observers = [*observers, progress]
-    build = Build(settings, observers=observers)
+    build = Build(settings, observers=observers, resumed_from=resumed_from)
     if progress is None:
-        return run_async(build.run())
+        return run_async(run_until_stopped(build, settings.grace_s))
     with progress:
-        return run_async(build.run())
+        return run_async(run_until_stopped(build, settings.grace_s))
 
 
 def print_summary(report: BuildReport) -> None:
@@ -125,12 +164,32 @@ def _print_problems(console: Console, report: BuildReport) -> None:
         console.print(f"{len(report.errors)} job(s) failed; details in errors.jsonl.")
     if report.not_run:
         console.print(f"{report.not_run} job(s) not run because the run stopped.")
+    _print_journal_notes(console, report)
     if report.fatal_message:
         console.print(f"[bold red]{report.fatal_message}[/]")
     if report.sample_prompts:
         console.print(f"Characters to speak: {report.characters_to_speak}")
         for prompt in report.sample_prompts:
             console.print(f"Image prompt: {prompt}", markup=False)
+
+
+def _print_journal_notes(console: Console, report: BuildReport) -> None:
+    not_refreshed = report.count_reason(CHANGED, Status.SKIPPED)
+    refreshed = report.count_reason(CHANGED, Status.SUCCESS)
+    failed_before = report.count_reason(FAILED_BEFORE)
+    if not_refreshed:
+        console.print(
+            f"{not_refreshed} file(s) were made from other text or settings than the "
+            "dictionary's now; --refresh-changed regenerates them."
+        )
+    if refreshed:
+        console.print(f"{refreshed} changed file(s) regenerated.")
+    if failed_before:
+        console.print(
+            f"{failed_before} job(s) failed in an earlier run and were not sent; "
+            "--retry-failed retries them (add --retry-blocked for content-policy "
+            "refusals)."
+        )
 
 
 def print_plan(report: BuildReport, counter: PlanCounter) -> None:
