@@ -198,7 +198,15 @@ def print_plan(report: BuildReport, counter: PlanCounter) -> None:
     console.print(f"Headwords by part of speech: {_counter_text(counter.pos)}")
     table = Table(title="Jobs")
     table.add_column("kind")
-    for column in ("to make", "on disk", "skipped (empty)", "error (too long)"):
+    columns = (
+        "to make",
+        "on disk",
+        "changed",
+        "failed before",
+        "skipped (empty)",
+        "error (too long)",
+    )
+    for column in columns:
         table.add_column(column, justify="right")
     for kind in AssetKind:
         row = _plan_row(report, kind)
@@ -221,6 +229,10 @@ def _plan_row(report: BuildReport, kind: AssetKind) -> list[int]:
     return [
         reasons[("dryrun", None)],
         reasons[("skipped", "exists")],
+        # On disk, but made from other text or settings (journal).
+        reasons[("skipped", CHANGED)],
+        # Failed in an earlier run, not sent again without --retry-failed.
+        reasons[("skipped", FAILED_BEFORE)],
         reasons[("skipped", "empty_text")],
         reasons[("error", "too_long")],
     ]
