@@ -301,11 +301,25 @@ def test_new_voice_counts_every_audio_file_changed(
     assert code == 0, stderr
     fake_openai.reset_records()
 
+    audio_jobs = planned_jobs(dictionary, images=False)
+    plan = run_cli(
+        "plan",
+        str(dictionary),
+        "--outdir",
+        str(outdir),
+        "--no-images",
+        "--audio-voice",
+        "nova",
+        "--json",
+        cwd=dictionary.parent,
+    )
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["changed"] == len(audio_jobs)
     code, data, stderr = build_json(
         dictionary, outdir, fake_openai, "--no-images", "--audio-voice", "nova"
     )
     assert code == 0, stderr
-    assert data["changed"] == len(planned_jobs(dictionary, images=False))
+    assert data["changed"] == len(audio_jobs)
     assert fake_openai.count() == 0
 
 
