@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigurationError
 from .jobs import AssetKind, Job, Status
@@ -204,6 +205,16 @@ def connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def without_credentials(url: str | None) -> str | None:
+    """Return ``url`` without the user name and password of its authority."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def process_alive(host: str, pid: int) -> bool | None:
     """Return whether ``pid`` runs on this host; None for another host.
 
@@ -312,13 +323,18 @@ class Journal:
         """Insert a run and return its id; mark the run it resumes as resumed.
 
         The dictionary and output paths are saved resolved, so ``--resume``
-        works from another working folder.
+        works from another working folder. A user name and password in a URL
+        setting are left out, like the API key.
         """
         dictionary = None
         if settings.dictionary is not None:
             dictionary = settings.dictionary.resolve()
             settings = settings.replace(dictionary=dictionary)
-        settings = settings.replace(outdir=settings.outdir.resolve())
+        settings = settings.replace(
+            outdir=settings.outdir.resolve(),
+            base_url=without_credentials(settings.base_url),
+            redis_url=without_credentials(settings.redis_url),
+        )
         with self.connection:
             self.connection.execute("BEGIN IMMEDIATE")
             cursor = self.connection.execute(

@@ -143,6 +143,17 @@ def test_api_key_never_written(settings: Settings) -> None:
         assert secret.encode() not in path.read_bytes(), path
 
 
+def test_url_credentials_never_written(settings: Settings) -> None:
+    keyed = settings.replace(base_url="https://user:url-secret@api.example/v1")
+    record(keyed, [])
+
+    with Journal.open(settings.outdir) as journal:
+        (run,) = journal.runs()
+    assert run.settings["base_url"] == "https://api.example/v1"
+    for path in journal_path(settings.outdir).parent.iterdir():
+        assert b"url-secret" not in path.read_bytes(), path
+
+
 def test_journal_uses_wal(settings: Settings) -> None:
     record(settings, [])
     with sqlite3.connect(journal_path(settings.outdir)) as connection:
