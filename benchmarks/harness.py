@@ -552,13 +552,15 @@ def run_measured(
     cwd: Path,
     log_prefix: Path,
     timeout_s: float,
-    sample_interval_s: float = 0.02,
+    sample_interval_s: float = 0.05,
     pss_every: int = 0,
 ) -> ProcessRun:
     """Run a command to its end and measure it.
 
     CPU time comes from ``wait4`` (the process and the children it waited
-    for); peak memory from a ``TreeSampler``. After ``timeout_s`` the process
+    for); peak memory from a ``TreeSampler``. The ``ru_maxrss`` of ``wait4``
+    is not used: Linux carries the pre-exec high-water mark of the forked
+    harness into it, so it reports the harness's size, not the command's. After ``timeout_s`` the process
     gets SIGTERM, then SIGKILL.
     """
     stdout_path = log_prefix.with_suffix(".stdout")
@@ -587,7 +589,7 @@ def run_measured(
         ended_s=ended,
         cpu_user_s=usage.ru_utime,
         cpu_system_s=usage.ru_stime,
-        peak_rss_bytes=max(sampler.peak_rss_bytes, usage.ru_maxrss * 1024),
+        peak_rss_bytes=sampler.peak_rss_bytes,
         peak_pss_bytes=sampler.peak_pss_bytes,
         peak_processes=sampler.peak_processes,
         stdout_path=stdout_path,
