@@ -560,8 +560,8 @@ def run_measured(
     CPU time comes from ``wait4`` (the process and the children it waited
     for); peak memory from a ``TreeSampler``. The ``ru_maxrss`` of ``wait4``
     is not used: Linux carries the pre-exec high-water mark of the forked
-    harness into it, so it reports the harness's size, not the command's. After ``timeout_s`` the process
-    gets SIGTERM, then SIGKILL.
+    harness into it, so it reports the harness's size, not the command's.
+    After ``timeout_s`` the process gets SIGTERM, then SIGKILL.
     """
     stdout_path = log_prefix.with_suffix(".stdout")
     stderr_path = log_prefix.with_suffix(".stderr")
