@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[*SCENARIOS, "all"],
         help="scenario to run; 'all' runs each with its default size",
     )
+    _add_size_options(parser)
+    _add_output_options(parser)
+    return parser
+
+
+def _add_size_options(parser: argparse.ArgumentParser) -> None:
     size = parser.add_argument_group("size (each scenario has its own default)")
     size.add_argument("--jobs", type=int, help="jobs to plan (3 per entry)")
     size.add_argument("--entries", type=int, help="dictionary entries")
@@ -141,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     size.add_argument("--latency-ms", type=float, help="fake server latency in ms")
     size.add_argument(
-        "--repeats", type=int, help="runs per measure (latency 1, startup 10)"
+        "--repeats", type=int, help="runs per measure (default: latency 1, startup 10)"
     )
     size.add_argument(
         "--rpm", type=int, default=600, help="fake server limit per lane (ratelimit)"
@@ -166,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument(
         "--no-profile", dest="profile", action="store_false", help="skip profiling"
     )
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
     output = parser.add_argument_group("output")
     output.add_argument("--workdir", type=Path, help="scratch folder (default: temp)")
     output.add_argument("--keep", action="store_true", help="keep the scratch folder")
@@ -173,7 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument(
         "--timeout", type=float, default=900.0, help="seconds per measured process"
     )
-    return parser
 
 
 def header(argv: Sequence[str]) -> str:
@@ -197,38 +205,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     workspace = Workspace(root=root, timeout_s=args.timeout)
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+
     print(header(argv), flush=True)
     results: list[dict[str, Any]] = []
-    failed = 0
     try:
         for name in names:
-            try:
-                result = SCENARIOS[name](workspace, args)
-            except scenarios_scale.NotAvailableError as error:
-                print(f"### {name}: not run\n\n{error}\n", flush=True)
-                results.append({"name": name, "not_run": str(error)})
-                continue
-            except RuntimeError as error:
-                failed += 1
-                print(f"### {name}: failed\n\n{error}\n", flush=True)
-                results.append({"name": name, "failed": str(error)})
-                continue
-            print(result.to_markdown(), flush=True)
-            results.append(result.to_dict())
+            results.append(run_scenario(name, workspace, args))
     finally:
         if args.json:
-            document = {
-                "machine": machine_info(),
-                "source": source_revision(),
-                "argv": argv,
-                "results": results,
-            }
-            args.json.write_text(json.dumps(document, indent=2, default=str))
+            write_results(args.json, argv, results)
         if args.keep or args.workdir:
             print(f"Scratch files kept in {root}", file=sys.stderr)
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+    failed = [result for result in results if "failed" in result]
     return 1 if failed else 0
+
+
+def run_scenario(
+    name: str, workspace: Workspace, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Run one scenario, print its table or why it did not run, return its data."""
+    try:
+        result = SCENARIOS[name](workspace, args)
+    except scenarios_scale.NotAvailableError as error:
+        print(f"### {name}: not run\n\n{error}\n", flush=True)
+        return {"name": name, "not_run": str(error)}
+    except RuntimeError as error:
+        print(f"### {name}: failed\n\n{error}\n", flush=True)
+        return {"name": name, "failed": str(error)}
+
+    print(result.to_markdown(), flush=True)
+    return result.to_dict()
+
+
+def write_results(path: Path, argv: list[str], results: list[dict[str, Any]]) -> None:
+    document = {
+        "machine": machine_info(),
+        "source": source_revision(),
+        "argv": argv,
+        "results": results,
+    }
+    path.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -456,6 +456,7 @@ def scenario_memory(
     jobs = planned_jobs(entries)
     dictionary = workspace.root / "memory" / f"dictionary-{entries}.csv"
     write_csv_dictionary(dictionary, entries)
+
     ours = run_ours(
         workspace,
         dictionary,
@@ -472,10 +473,12 @@ def scenario_memory(
         jobs=jobs,
         label="memory/celery",
     )
+
     assert ours.process is not None
     ours_rss = ours.process.peak_rss_bytes
     celery_rss = int(celery.extra["worker_peak_rss_bytes"])
     ratio = ours_rss / celery_rss if celery_rss else None
+
     rows: list[list[object]] = [
         [
             "esl-assets (one process)",
@@ -505,6 +508,7 @@ def scenario_memory(
     verdict = "-"
     if ratio is not None:
         verdict = "met" if ratio <= 0.1 else "missed"
+
     return ScenarioResult(
         name="memory",
         title=(

@@ -103,6 +103,7 @@ def scenario_ratelimit(
     dictionary = run_dir / f"dictionary-{entries}.csv"
     write_csv_dictionary(dictionary, entries)
     extra = ["--audio-rpm", str(rpm), "--image-rpm", str(rpm)] if client_rpm else []
+
     server = FakeServer(
         latency_ms=latency_ms,
         audio_rpm=rpm,
@@ -121,28 +122,17 @@ def scenario_ratelimit(
             timeout_s=workspace.timeout_s,
         ).check(allowed=(0, 1))
         records = fake.records()
+
     report = process.stdout_json()
-    rows: list[list[object]] = []
-    lanes: dict[str, Any] = {}
-    for lane in ("audio", "images"):
-        figures = lane_rate_figures([r for r in records if r["lane"] == lane], rpm)
-        lanes[lane] = figures
-        share = figures["mean_share_of_limit"]
-        rows.append(
-            [
-                lane,
-                figures["responses"],
-                figures["success"],
-                figures["rate_limited"],
-                _percent(figures["share_429"]),
-                " / ".join(str(n) for n in figures["minutes"]) or "-",
-                _percent(share),
-                _verdict(share, figures["share_429"]),
-            ]
-        )
+    lanes = {
+        lane: lane_rate_figures([r for r in records if r["lane"] == lane], rpm)
+        for lane in ("audio", "images")
+    }
+    rows = [_rate_row(lane, figures) for lane, figures in lanes.items()]
     counts = report.get("counts", {})
     errors = sum(kind.get("error", 0) for kind in counts.values())
     files = count_asset_files(run_dir / "out")
+
     return ScenarioResult(
         name="ratelimit",
         title=(
@@ -182,6 +172,20 @@ def scenario_ratelimit(
     )
 
 
+def _rate_row(lane: str, figures: Mapping[str, Any]) -> list[object]:
+    share = figures["mean_share_of_limit"]
+    return [
+        lane,
+        figures["responses"],
+        figures["success"],
+        figures["rate_limited"],
+        _percent(figures["share_429"]),
+        " / ".join(str(n) for n in figures["minutes"]) or "-",
+        _percent(share),
+        _verdict(share, figures["share_429"]),
+    ]
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f} %"
 
@@ -202,6 +206,7 @@ def scenario_scale(workspace: Workspace, *, rows: int = 100_000) -> ScenarioResu
     entries = max(1, rows // 2)
     dictionary = run_dir / f"dictionary-{rows}.csv"
     written = write_csv_dictionary(dictionary, entries, definitions_per_entry=2)
+
     command = esl_assets_command(
         "plan", str(dictionary), "--outdir", str(run_dir / "out"), "--json"
     )
@@ -212,6 +217,7 @@ def scenario_scale(workspace: Workspace, *, rows: int = 100_000) -> ScenarioResu
         log_prefix=run_dir / "esl-assets",
         timeout_s=workspace.timeout_s,
     ).check(allowed=(0, 1))
+
     report = process.stdout_json()
     counts = report.get("counts", {})
     planned = sum(kind.get("dryrun", 0) for kind in counts.values())
@@ -225,6 +231,7 @@ def scenario_scale(workspace: Workspace, *, rows: int = 100_000) -> ScenarioResu
         ["CPU time (s)", _fmt(process.cpu_s, 2)],
         ["peak RSS", mib(process.peak_rss_bytes)],
     ]
+
     return ScenarioResult(
         name="scale",
         title=f"5b. Scale: plan a {written}-row CSV",
