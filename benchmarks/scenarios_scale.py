@@ -31,6 +31,7 @@ from .harness import (
     planned_jobs,
     run_measured,
     run_until_first_request,
+    stop_process,
     summarize_requests,
     write_csv_dictionary,
 )
@@ -608,7 +609,11 @@ def run_queue(
         workers = _start_workers(
             run_dir, queue_options, fake.base_url, instances, concurrency
         )
-        codes = [worker.wait(workspace.timeout_s) for worker in workers]
+        try:
+            codes = [worker.wait(workspace.timeout_s) for worker in workers]
+        finally:
+            for worker in workers:
+                stop_process(worker)
         workers_wall_s = time.monotonic() - spawned
         drained = redis.command_calls()
         records = fake.records()
