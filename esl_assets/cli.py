@@ -7,15 +7,16 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import AccountError, EslAssetsError
 
 logger = logging.getLogger("esl_assets")
 
 EXIT_INTERRUPTED = 130
+T = TypeVar("T")
 
 
 def _flag(parser: argparse._ActionsContainer, name: str, **kwargs: Any) -> None:
@@ -188,9 +189,10 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
 
     queue = parser.add_argument_group("redis queue")
     add_queue_options(queue)
-    _flag(
-        queue,
-        "exit_when_empty",
+    # A new option, so it has no underscore spelling from the replaced script.
+    queue.add_argument(
+        "--exit-when-empty",
+        dest="exit_when_empty",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="stop when nothing is pending or in flight (default for build)",
@@ -293,7 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
+        print(
+            "Interrupted. Run the same command again, or add --resume, to continue.",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     except AccountError as error:
         print(f"Error: {error}", file=sys.stderr)
@@ -308,5 +313,5 @@ def print_json(data: dict[str, Any]) -> None:
     sys.stdout.write("\n")
 
 
-def run_async(coroutine: Any) -> Any:
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)

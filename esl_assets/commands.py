@@ -82,11 +82,22 @@ def run_build_command(args: argparse.Namespace) -> int:
     if args.command == "plan":
         observers.append(counter)
     resumed_from = resume.run.id if resume is not None else None
-    report = _run_with_progress(settings, observers, verbosity, resumed_from)
+    # plan prints its own table, so a progress line would only repeat it.
+    progress_verbosity = 0 if args.command == "plan" and verbosity == 1 else verbosity
+    report = _run_with_progress(
+        settings,
+        observers,
+        verbosity,
+        resumed_from,
+        show_progress=progress_verbosity == 1,
+    )
     if args.json:
         data = report.to_dict(results=args.command == "build")
         if args.command == "plan":
-            data["entries"] = {"by_level": dict(counter.levels), "by_pos": dict(counter.pos)}
+            data["entries"] = {
+                "by_level": dict(counter.levels),
+                "by_pos": dict(counter.pos),
+            }
         if resume is not None:
             data["resume"] = resume.to_dict()
         print_json(data)
@@ -123,12 +134,14 @@ def _run_with_progress(
     observers: list[BuildObserver],
     verbosity: int,
     resumed_from: int | None = None,
+    *,
+    show_progress: bool = True,
 ) -> BuildReport:
     console = Console(stderr=True)
     use_rich = verbosity == 1 and console.is_terminal
     configure_logging(verbosity, console if use_rich else None)
     progress: RichProgress | PlainProgress | None = None
-    if verbosity == 1:
+    if verbosity == 1 and show_progress:
         progress = RichProgress(console) if use_rich else PlainProgress()
         observers = [*observers, progress]
     build = Build(settings, observers=observers, resumed_from=resumed_from)
@@ -159,11 +172,16 @@ def print_summary(report: BuildReport) -> None:
 
 def _print_problems(console: Console, report: BuildReport) -> None:
     if report.rejected:
-        console.print(f"{len(report.rejected)} row(s) rejected; see the warnings above.")
+        console.print(
+            f"{len(report.rejected)} row(s) rejected; see the warnings above."
+        )
     if report.errors:
         console.print(f"{len(report.errors)} job(s) failed; details in errors.jsonl.")
     if report.not_run:
-        console.print(f"{report.not_run} job(s) not run because the run stopped.")
+        console.print(
+            f"{report.not_run} planned job(s) were not run because the run "
+            "stopped; jobs not planned yet were not counted."
+        )
     _print_journal_notes(console, report)
     if report.fatal_message:
         console.print(f"[bold red]{report.fatal_message}[/]")
@@ -216,8 +234,11 @@ def print_plan(report: BuildReport, counter: PlanCounter) -> None:
     console.print(f"Characters to speak: {report.characters_to_speak}")
     for reason, number in sorted(report.excluded.items()):
         console.print(f"Left out ({reason}): {number}")
-    for row in report.rejected:
-        console.print(f"Rejected {row.origin} ({row.reason}): {row.message}", markup=False)
+    for rejected in report.rejected:
+        console.print(
+            f"Rejected {rejected.origin} ({rejected.reason}): {rejected.message}",
+            markup=False,
+        )
     for prompt in report.sample_prompts:
         console.print(f"Image prompt: {prompt}", markup=False)
 
@@ -239,7 +260,9 @@ def _plan_row(report: BuildReport, kind: AssetKind) -> list[int]:
 
 
 def _counter_text(counter: Counter[str]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in sorted(counter.items())) or "none"
+    return (
+        ", ".join(f"{key} {value}" for key, value in sorted(counter.items())) or "none"
+    )
 
 
 def _seconds(value: Any) -> str:

@@ -101,7 +101,10 @@ def _classify_status(error: openai.APIStatusError) -> Failure:
     if status in (401, 403):
         return failure(FailureKind.FATAL, f"http_{status}")
     if status == 404:
-        return failure(FailureKind.FATAL, "model_not_found")
+        # A wrong --base-url also gives 404, with no model in the message.
+        if code == "model_not_found" or "model" in message.lower():
+            return failure(FailureKind.FATAL, "model_not_found")
+        return failure(FailureKind.FATAL, "endpoint_not_found")
     if code in _BLOCKED_CODES or "safety system" in message.lower():
         return failure(FailureKind.JOB, code or "moderation_blocked")
     if status in (408, 409) or status >= 500:

@@ -95,10 +95,20 @@ class Job:
         return cls(**values)
 
 
-def compute_fingerprint(kind: AssetKind, text: str, params: dict[str, Any]) -> str:
-    """Hash everything that shapes an asset: kind, cleaned text, parameters."""
+def compute_fingerprint(
+    kind: AssetKind, text: str, params: dict[str, Any], provider: str = "openai"
+) -> str:
+    """Hash everything that shapes an asset: kind, cleaned text, parameters.
+
+    A provider other than ``openai`` is part of the hash, so files from the
+    offline provider count as changed when the same folder is built with a
+    real API.
+    """
+    shape: dict[str, Any] = {"kind": kind.value, "text": text, "params": params}
+    if provider != "openai":
+        shape["provider"] = provider
     payload = json.dumps(
-        {"kind": kind.value, "text": text, "params": params},
+        shape,
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),

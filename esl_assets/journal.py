@@ -35,11 +35,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigurationError
 from .jobs import AssetKind, Job, Status
-from .settings import Settings
+from .settings import Settings, without_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -203,16 +202,6 @@ def connect(path: Path) -> sqlite3.Connection:
         connection.executescript(_SCHEMA)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return connection
-
-
-def without_credentials(url: str | None) -> str | None:
-    """Return ``url`` without the user name and password of its authority."""
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def process_alive(host: str, pid: int) -> bool | None:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from .errors import AccountError, ConfigurationError
+from .errors import AccountError, ConfigurationError, EslAssetsError
 from .executor import JobRunner, RunState
 from .failures import Failure
 from .jobs import AssetKind, Job, JobResult, Status
@@ -33,12 +33,17 @@ from .lanes import Lane
 from .planner import Planner, RequestTemplate, build_request_template
 from .report import DRYRUN_PROMPT_SAMPLES, BuildReport
 from .rows import RejectedRow, Row
-from .settings import Settings
+from .settings import Settings, without_credentials
 from .storage import prepare_outdir, remove_own_temp_files, remove_stale_temp_files
 
 logger = logging.getLogger(__name__)
 
 ERRORS_FILE = "errors.jsonl"
+NO_DICTIONARY_MESSAGE = (
+    "No dictionary given; pass the path of a SQLite, CSV, TSV, JSON, JSONL, "
+    "Merriam-Webster JSON or word-list file, or use --resume to continue the "
+    "last run in --outdir."
+)
 #: Jobs a lane keeps in progress (in flight or waiting to retry) per slot.
 WINDOW_PER_SLOT = 4
 #: A lane lets other tasks and signal handlers run after this many jobs in a
@@ -67,24 +72,27 @@ def lane_kinds(settings: Settings) -> dict[str, frozenset[AssetKind]]:
 def read_rows(settings: Settings) -> Iterator[Row | RejectedRow]:
     """Stream the selected rows of the settings' dictionary."""
     from .inputs import read_dictionary
-    from .selection import Selection, parse_words_option, select_rows
+    from .selection import Selection, select_rows
 
     if settings.dictionary is None:
-        raise ConfigurationError(
-            "No dictionary given; pass the path of a SQLite, CSV, TSV, JSON, "
-            "JSONL, Merriam-Webster JSON or word-list file."
-        )
-    words: frozenset[str] | None = None
-    if settings.words:
-        words = frozenset().union(*(parse_words_option(w) for w in settings.words))
+        raise ConfigurationError(NO_DICTIONARY_MESSAGE)
     selection = Selection(
         levels=frozenset(settings.level) or None,
         pos=frozenset(settings.pos) or None,
-        words=words,
+        words=selected_words(settings),
         limit=settings.limit,
     )
     rows = read_dictionary(settings.dictionary, settings.format)
     return select_rows(rows, selection)
+
+
+def selected_words(settings: Settings) -> frozenset[str] | None:
+    """Return the headwords ``--words`` selects (files given as ``@path`` read)."""
+    from .selection import parse_words_option
+
+    if not settings.words:
+        return None
+    return frozenset().union(*(parse_words_option(w) for w in settings.words))
 
 
 def adapt_to_provider(settings: Settings) -> Settings:
@@ -127,6 +135,8 @@ class Build:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._grace_timer: asyncio.TimerHandle | None = None
         self._cancelling = False
+        self._requested_words: frozenset[str] | None = None
+        self._seen_words: set[str] = set()
 
     def prepare(self) -> Path:
         """Check settings and the dictionary, create the output folder.
@@ -137,14 +147,21 @@ class Build:
         self._template = build_request_template(self.settings)
         from .inputs import detect_format
 
-        if self.settings.dictionary is not None and self.settings.format is None:
+        if self.settings.dictionary is None:
+            raise ConfigurationError(NO_DICTIONARY_MESSAGE)
+        if self.settings.format is None:
             detect_format(self.settings.dictionary)
+        from .text import clean_text
+
+        words = selected_words(self.settings)
+        if words is not None:
+            self._requested_words = frozenset(clean_text(w).casefold() for w in words)
         outdir = prepare_outdir(self.settings.outdir)
         remove_stale_temp_files(outdir)
         return outdir
 
     async def run(self) -> BuildReport:
-        """Run every job and return the report; raise ``AccountError`` on a fatal stop."""
+        """Run every job and return the report, even after a fatal stop."""
         started = time.monotonic()
         outdir = self.prepare()
         client = None
@@ -154,7 +171,9 @@ class Build:
             client = create_client(self.settings)
         caps = self.settings.lane_concurrency
         self._lanes = {
-            name: Lane(name, caps[name], getattr(self.settings, f"{name[:5]}_rpm", None))
+            name: Lane(
+                name, caps[name], getattr(self.settings, f"{name[:5]}_rpm", None)
+            )
             for name in lane_kinds(self.settings)
         }
         runner = JobRunner(client, self.settings, outdir, self._lanes, self.state)
@@ -168,19 +187,31 @@ class Build:
         ending = "returned"
         try:
             async with asyncio.TaskGroup() as group:
-                for index, (name, kinds) in enumerate(lane_kinds(self.settings).items()):
+                for index, (name, kinds) in enumerate(
+                    lane_kinds(self.settings).items()
+                ):
                     group.create_task(
                         self._run_lane(runner, name, kinds, record_rejects=index == 0)
                     )
         except asyncio.CancelledError:
             ending = "cancelled"
             raise
+        except BaseExceptionGroup as group:
+            ending = "failed"
+            # A reader or selection error inside a lane reaches here wrapped
+            # in task groups; the caller expects the error itself.
+            error = first_error(group, EslAssetsError)
+            if error is not None:
+                raise error from None
+            raise
         except Exception:
             ending = "failed"
             raise
         finally:
             self.report.duration_s = time.monotonic() - started
-            self.report.lanes = {n: lane.stats.to_dict() for n, lane in self._lanes.items()}
+            self.report.lanes = {
+                n: lane.stats.to_dict() for n, lane in self._lanes.items()
+            }
             if client is not None:
                 await client.close()
             self._finish(outdir, ending)
@@ -226,6 +257,8 @@ class Build:
             )
         if self.report.outcome == "interrupted":
             remove_own_temp_files(outdir)
+        if ending == "returned":
+            self._warn_about_selection()
         if self._grace_timer is not None:
             self._grace_timer.cancel()
         if self._journal is not None:
@@ -237,7 +270,12 @@ class Build:
             )
 
     async def _run_lane(
-        self, runner: JobRunner, name: str, kinds: frozenset[AssetKind], *, record_rejects: bool
+        self,
+        runner: JobRunner,
+        name: str,
+        kinds: frozenset[AssetKind],
+        *,
+        record_rejects: bool,
     ) -> None:
         assert self._template is not None
         planner = Planner(self.settings, self._template, kinds)
@@ -293,6 +331,26 @@ class Build:
             return journal.review_existing(job, result), False
         return result, False
 
+    def _warn_about_selection(self) -> None:
+        if self._requested_words is not None:
+            missing = sorted(self._requested_words - self._seen_words)
+            if missing:
+                logger.warning(
+                    "--words: %d headword(s) not found in the dictionary: %s",
+                    len(missing),
+                    ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""),
+                )
+        if (
+            not self.report.results
+            and not self.report.rejected
+            and not self.report.not_run
+        ):
+            logger.warning(
+                "No entry of %s matched the selection (--level, --pos, --words, "
+                "--limit); nothing was planned.",
+                self.settings.dictionary,
+            )
+
     def _lane_planned(self) -> None:
         self._lanes_planned += 1
         if self._journal is not None and self._lanes_planned == len(self._lanes):
@@ -329,6 +387,8 @@ class Build:
         self._record(job, result)
 
     def _notify_planned(self, job: Job) -> None:
+        if self._requested_words is not None:
+            self._seen_words.add(job.word.casefold())
         if self.settings.dryrun and job.kind is not AssetKind.IMAGE:
             self.report.characters_to_speak += len(job.text)
         for observer in self.observers:
@@ -354,7 +414,9 @@ class Build:
         if result.status is Status.ERROR:
             self._log_error(job, result)
         else:
-            logger.info("%s %s (%s)", job.ref, result.status.value, result.reason or job.file)
+            logger.info(
+                "%s %s (%s)", job.ref, result.status.value, result.reason or job.file
+            )
         for observer in self.observers:
             observer.on_result(job, result)
 
@@ -375,6 +437,20 @@ class Build:
         path = Path(self.settings.outdir) / ERRORS_FILE
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def first_error(
+    group: BaseExceptionGroup[BaseException], kind: type[EslAssetsError]
+) -> EslAssetsError | None:
+    """Return the first ``kind`` error in ``group`` or its nested groups."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            found = first_error(error, kind)
+            if found is not None:
+                return found
+        elif isinstance(error, kind):
+            return error
+    return None
 
 
 def account_error_message(failure: Failure, settings: Settings) -> str:
@@ -402,6 +478,12 @@ def account_error_message(failure: Failure, settings: Settings) -> str:
         action = (
             "Stopped: the key may not use this model or endpoint. Check the "
             "project's permissions or choose another model, then run again."
+        )
+    elif failure.reason == "endpoint_not_found":
+        action = (
+            "Stopped: the API address was not found. Check --base-url (or "
+            f"OPENAI_BASE_URL, now {without_credentials(settings.base_url)}): an "
+            "OpenAI-compatible server's URL usually ends in /v1."
         )
     else:
         action = (

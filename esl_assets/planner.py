@@ -192,5 +192,5 @@ class Planner:
             pos=row.pos,
             level=row.level,
             definition=row.definition,
-            fingerprint=compute_fingerprint(kind, text, params),
+            fingerprint=compute_fingerprint(kind, text, params, self.settings.provider),
         )

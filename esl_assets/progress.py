@@ -98,8 +98,10 @@ class PlainProgress:
     def __enter__(self) -> PlainProgress:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._write()
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        # After an error the CLI prints the error alone.
+        if exc_type is None:
+            self._write()
 
     def on_planned(self, job: Job) -> None:
         self._planned += 1

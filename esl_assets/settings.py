@@ -13,9 +13,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigurationError
-from .models import AUDIO_FORMATS, IMAGE_FORMATS, MAX_SPEECH_CHARS
+from .models import AUDIO_FORMATS, IMAGE_FORMATS, MAX_SPEECH_CHARS, SPEECH_VOICES
 
 DEFAULT_AUDIO_INSTRUCTIONS = (
     "Speak clearly in a neutral accent at a moderate, even pace, as a teacher"
@@ -137,6 +138,19 @@ class Settings:
             raise ConfigurationError(
                 "--audio-instructions is longer than 4096 characters; shorten it."
             )
+        for name in ("audio_timeout_s", "image_timeout_s", "connect_timeout_s"):
+            if getattr(self, name) <= 0:
+                option = "--" + name.removesuffix("_s").replace("_", "-")
+                raise ConfigurationError(
+                    f"{option} {getattr(self, name)} must be above 0 seconds."
+                )
+        for name in ("grace_s", "max_retry_wait_s"):
+            if getattr(self, name) < 0:
+                option = "--" + name.removesuffix("_s").replace("_", "-")
+                raise ConfigurationError(
+                    f"{option} {getattr(self, name)} must be 0 seconds or more."
+                )
+        _check_voice(self)
         for name in ("audio_rpm", "image_rpm"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -158,9 +172,15 @@ class Settings:
         return {"audio": audio, "images": images}
 
     def public_dict(self) -> dict[str, Any]:
-        """Return the settings as JSON-ready values, without the API key."""
+        """Return the settings as JSON-ready values, without secrets.
+
+        The API key is left out, and so are the user name, password and
+        secret-looking query parameters of the URL settings.
+        """
         values = dataclasses.asdict(self)
         values.pop("api_key", None)
+        values["base_url"] = without_credentials(self.base_url)
+        values["redis_url"] = without_credentials(self.redis_url)
         for key, value in values.items():
             if isinstance(value, Path):
                 values[key] = str(value)
@@ -173,6 +193,27 @@ class Settings:
         """Rebuild settings saved by ``public_dict`` (the journal, a queue job)."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**_coerce({k: v for k, v in values.items() if k in known}))
+
+
+_SECRET_QUERY_NAMES = ("key", "token", "secret", "password", "sig", "auth")
+
+
+def without_credentials(url: str | None) -> str | None:
+    """Return ``url`` without a user name, password or secret-looking query.
+
+    Query parameters whose names contain key, token, secret, password, sig or
+    auth are dropped, others (such as ``api-version``) are kept.
+    """
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = [
+        (name, value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if not any(word in name.lower() for word in _SECRET_QUERY_NAMES)
+    ]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
 
 
 def load_environment(dotenv_path: Path | None = None) -> None:
@@ -236,6 +277,23 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
                 f"Setting {key} must be a number, got {value!r}."
             ) from None
     return result
+
+
+def _check_voice(settings: Settings) -> None:
+    """Reject a voice OpenAI does not have, before it costs a request.
+
+    Other OpenAI-compatible servers (``--base-url``) and the offline provider
+    may have voices of their own, so any name passes there.
+    """
+    voice = settings.audio_voice
+    if not settings.audio or settings.base_url or settings.provider != "openai":
+        return
+    if voice in SPEECH_VOICES or voice.startswith("voice_"):
+        return
+    raise ConfigurationError(
+        f"--audio-voice {voice!r} is not an OpenAI voice; use one of "
+        f"{', '.join(SPEECH_VOICES)} or a custom voice id (voice_...)."
+    )
 
 
 def _check_positive(option: str, value: int) -> None:

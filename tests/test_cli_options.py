@@ -138,3 +138,68 @@ def test_verbosity_zero_prints_nothing_on_success(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert result.stdout == ""
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "fragment"),
+    [
+        (b"id,uuid,word,definition\n1,u1,caf\xe9,a drink\n", [], "not UTF-8"),
+        (b'{"uuid": "u2"', ["--format", "json"], "not valid JSON"),
+        (None, ["--limit", "-1"], "--limit"),
+        (None, ["--words", "@/nonexistent/words.txt"], "/nonexistent/words.txt"),
+    ],
+)
+def test_input_errors_are_one_line(
+    tmp_path: Path, content: bytes | None, args: list[str], fragment: str
+) -> None:
+    dictionary = DATA / "sample.csv"
+    if content is not None:
+        dictionary = tmp_path / "dictionary.csv"
+        dictionary.write_bytes(content)
+    result = run_cli(
+        "build", str(dictionary), "--provider", "local", "--outdir", str(tmp_path / "o"),
+        *args, cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "ExceptionGroup" not in result.stderr
+    assert fragment in result.stderr
+
+
+def test_library_raises_the_dictionary_error(tmp_path: Path) -> None:
+    from esl_assets import DictionaryError, build
+
+    dictionary = tmp_path / "latin1.csv"
+    dictionary.write_bytes(b"id,uuid,word,definition\n1,u1,caf\xe9,a drink\n")
+    with pytest.raises(DictionaryError, match="not UTF-8"):
+        build(dictionary, outdir=tmp_path / "o", provider="local", progress=False)
+
+
+def test_unknown_voice_rejected_for_openai() -> None:
+    with pytest.raises(ConfigurationError, match="'nobody' is not an OpenAI voice"):
+        Settings.from_options(audio_voice="nobody")
+    assert Settings.from_options(audio_voice="voice_1234").audio_voice == "voice_1234"
+    # Other servers may have voices of their own.
+    custom = Settings.from_options(audio_voice="nobody", base_url="http://127.0.0.1:9/v1")
+    assert custom.audio_voice == "nobody"
+
+
+def test_public_dict_drops_url_credentials() -> None:
+    settings = Settings(
+        base_url="http://bob:URLPASS@127.0.0.1:9/v1?token=QTOKEN&api-version=1",
+        redis_url="redis://:REDISPASS@127.0.0.1:6379/0",
+        api_key="sk-secret",
+    )
+    text = json.dumps(settings.public_dict())
+    for secret in ("URLPASS", "QTOKEN", "REDISPASS", "sk-secret"):
+        assert secret not in text
+    assert settings.public_dict()["base_url"] == "http://127.0.0.1:9/v1?api-version=1"
+
+
+def test_words_not_found_are_named(tmp_path: Path) -> None:
+    result = run_cli(
+        "plan", str(DATA / "sample.sqlite"), "--words", "be,zzzz", "--outdir", str(tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0
+    assert "not found in the dictionary: zzzz" in result.stderr

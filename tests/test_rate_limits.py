@@ -174,3 +174,13 @@ async def test_retry_wait_frees_the_slot(tmp_path: Path) -> None:
     assert len(word1) == 2
     assert word1[0].ended_s is not None
     assert any(word1[0].ended_s <= s < word1[1].started_s for s in images)
+
+
+async def test_wrong_base_url_names_the_address(tmp_path: Path) -> None:
+    with FakeOpenAI() as server:
+        wrong = server.base_url.removesuffix("/v1") + "/nope"
+        settings = make_settings(server, tmp_path, 3, base_url=wrong)
+        report = await run(settings)
+    assert report.exit_code == 3
+    assert "--base-url" in (report.fatal_message or "")
+    assert "model was not found" not in (report.fatal_message or "")

@@ -92,7 +92,8 @@ async def open_redis(url: str) -> Redis:
     except (*RETRYABLE_ERRORS, ResponseError) as error:
         await client.aclose()
         raise QueueError(
-            f"Cannot connect to Redis at {shown}: {_scrub(str(error), url)}. Start "
+            f"Cannot connect to Redis at {shown}: "
+            f"{_scrub(str(error), url).rstrip('.')}. Start "
             "Redis there, or pass the right --redis-url (or ESL_ASSETS_REDIS_URL)."
         ) from None
     return client
