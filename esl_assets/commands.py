@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -20,12 +20,14 @@ from .cli import (
 )
 from .jobs import AssetKind, Job, JobResult, Status
 from .journal import CHANGED, FAILED_BEFORE
-from .pipeline import Build, BuildObserver
 from .progress import PlainProgress, RichProgress
 from .report import BuildReport
 from .resume import ResumePoint, apply_overrides, find_resume_point
 from .settings import Settings
 from .stopping import run_until_stopped
+
+if TYPE_CHECKING:
+    from .pipeline import BuildObserver
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -144,6 +146,10 @@ def _run_with_progress(
     if verbosity == 1 and show_progress:
         progress = RichProgress(console) if use_rich else PlainProgress()
         observers = [*observers, progress]
+    # Imported here, because the pipeline pulls in the openai SDK, which
+    # `esl-assets --help` should not wait for.
+    from .pipeline import Build
+
     build = Build(settings, observers=observers, resumed_from=resumed_from)
     if progress is None:
         return run_async(run_until_stopped(build, settings.grace_s))

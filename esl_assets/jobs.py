@@ -95,24 +95,25 @@ class Job:
         return cls(**values)
 
 
-def compute_fingerprint(
-    kind: AssetKind, text: str, params: dict[str, Any], provider: str = "openai"
-) -> str:
-    """Hash everything that shapes an asset: kind, cleaned text, parameters.
+def params_key(params: dict[str, Any], provider: str = "openai") -> str:
+    """Return the canonical JSON of request parameters, for fingerprints.
 
-    A provider other than ``openai`` is part of the hash, so files from the
-    offline provider count as changed when the same folder is built with a
-    real API.
+    A provider other than ``openai`` is part of it, so files from the offline
+    provider count as changed when the same folder is built with a real API.
     """
-    shape: dict[str, Any] = {"kind": kind.value, "text": text, "params": params}
+    shape: dict[str, Any] = {"params": params}
     if provider != "openai":
         shape["provider"] = provider
-    payload = json.dumps(
-        shape,
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    return json.dumps(shape, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def compute_fingerprint(kind: AssetKind, text: str, parameters_key: str) -> str:
+    """Hash everything that shapes an asset: kind, cleaned text, parameters.
+
+    ``parameters_key`` comes from ``params_key``; the planner computes it once
+    per kind instead of once per job.
+    """
+    payload = f"{kind.value}\n{parameters_key}\n{text}"
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .jobs import AssetKind, Job, compute_fingerprint
+from .jobs import AssetKind, Job, compute_fingerprint, params_key
 from .models import SPEECH_VOICES, check_model, image_aspect, resolve_image_size
 from .rows import RejectedRow, Row
 from .settings import Settings
@@ -96,6 +96,16 @@ class Planner:
     #: Rows or assets left out on purpose, by reason (``offensive``, ...).
     excluded: Counter[str] = field(default_factory=Counter)
     _planned_files: set[str] = field(default_factory=set)
+    _params_keys: dict[int, str] = field(default_factory=dict)
+
+    def _params_key(self, params: dict[str, object]) -> str:
+        # The template's two dicts live as long as the planner, so their ids
+        # are stable keys.
+        key = self._params_keys.get(id(params))
+        if key is None:
+            key = params_key(params, self.settings.provider)
+            self._params_keys[id(params)] = key
+        return key
 
     def plan(self, rows: Iterable[Row | RejectedRow]) -> Iterator[Job | RejectedRow]:
         """Yield jobs in row order, and rejected rows as they come."""
@@ -192,5 +202,5 @@ class Planner:
             pos=row.pos,
             level=row.level,
             definition=row.definition,
-            fingerprint=compute_fingerprint(kind, text, params, self.settings.provider),
+            fingerprint=compute_fingerprint(kind, text, self._params_key(params)),
         )

@@ -83,3 +83,23 @@ def test_build_and_abuild_take_same_parameters() -> None:
     build = inspect.signature(esl_assets.build).parameters
     abuild = inspect.signature(esl_assets.abuild).parameters
     assert list(build) == list(abuild)
+
+
+def test_every_name_in_all_resolves() -> None:
+    # Most names load lazily on first access; each must exist.
+    for name in esl_assets.__all__:
+        assert getattr(esl_assets, name) is not None, name
+
+
+def test_help_does_not_import_openai() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from esl_assets.cli import build_parser; build_parser(); "
+        "print('openai' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
