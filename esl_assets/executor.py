@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,13 @@ from .jobs import AssetKind, Job, JobResult, Status
 from .lanes import Lane
 from .models import MAX_IMAGE_PROMPT_CHARS, MAX_SPEECH_CHARS
 from .settings import Settings
-from .storage import confined_path, content_problem, existing_file_problem, write_atomic
+from .storage import (
+    check_file_name,
+    confined_path,
+    content_problem,
+    existing_file_problem,
+    write_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +96,7 @@ class JobRunner:
             "images": _timeout(settings.image_timeout_s, settings.connect_timeout_s),
         }
         self._card_fields = settings.provider == "local"
+        self._outdir_text = str(outdir)
 
     async def run(self, job: Job, *, force: bool = False) -> JobResult:
         """Run ``job`` to a result; ``force`` regenerates a valid existing file."""
@@ -109,9 +117,10 @@ class JobRunner:
         if result is not None:
             return result
         try:
-            path = confined_path(self.outdir, job.file)
+            check_file_name(job.file)
         except ValueError as error:
             return self._error(job, "unsafe_file_name", str(error))
+        path = os.path.join(self._outdir_text, job.file)
         if not force and existing_file_problem(path) is None:
             return JobResult(
                 Status.SKIPPED, job.file, job.kind, reason="exists", ref=job.ref

@@ -50,10 +50,19 @@ def prepare_outdir(outdir: Path) -> Path:
     return outdir.resolve()
 
 
-def confined_path(outdir: Path, name: str) -> Path:
-    """Return ``outdir / name``, raising ``ValueError`` if it leaves ``outdir``."""
+def check_file_name(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` is a plain file name.
+
+    A name with no separator, no NUL and not ``.`` or ``..`` cannot leave the
+    folder it is joined to.
+    """
     if not name or "/" in name or "\\" in name or "\x00" in name or name in (".", ".."):
         raise ValueError(f"unsafe file name {name!r}")
+
+
+def confined_path(outdir: Path, name: str) -> Path:
+    """Return ``outdir / name``, raising ``ValueError`` if it leaves ``outdir``."""
+    check_file_name(name)
     path = outdir / name
     if path.parent != outdir:
         raise ValueError(f"file name {name!r} leaves the output folder")
@@ -111,8 +120,12 @@ def content_problem(data: bytes, file_name: str) -> str | None:
     return audio_problem(data[:16], extension)
 
 
-def existing_file_problem(path: Path) -> str | None:
-    """Return None if ``path`` is a valid file, else the reason it is not."""
+def existing_file_problem(path: str | Path) -> str | None:
+    """Return None if ``path`` is a valid file, else the reason it is not.
+
+    Takes a string too, because the planner checks every planned file and
+    building a ``Path`` costs more than the check itself.
+    """
     try:
         with open(path, "rb") as handle:
             head = handle.read(16)
@@ -120,7 +133,7 @@ def existing_file_problem(path: Path) -> str | None:
         return "missing"
     except OSError as error:
         return f"unreadable ({error.strerror})"
-    return content_problem(head, path.name)
+    return content_problem(head, os.path.basename(path))
 
 
 def temp_path_for(path: Path) -> Path:
