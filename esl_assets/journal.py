@@ -39,6 +39,7 @@ from typing import Any
 from .errors import ConfigurationError
 from .jobs import AssetKind, Job, Status
 from .settings import Settings, without_credentials
+from .storage import local_process_alive
 
 logger = logging.getLogger(__name__)
 
@@ -212,15 +213,7 @@ def process_alive(host: str, pid: int) -> bool | None:
     """
     if host != socket.gethostname():
         return None
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return local_process_alive(pid)
 
 
 @dataclass(frozen=True)

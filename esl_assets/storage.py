@@ -195,7 +195,7 @@ def remove_stale_temp_files(outdir: Path) -> int:
             if match is None:
                 continue
             if match["host"] == _HOST:
-                stale = not _process_alive(int(match["pid"]))
+                stale = not local_process_alive(int(match["pid"]))
             else:
                 stale = now - entry.stat().st_mtime > FOREIGN_TEMP_MAX_AGE_S
             if stale:
@@ -218,7 +218,8 @@ def remove_own_temp_files(outdir: Path) -> int:
     return removed
 
 
-def _process_alive(pid: int) -> bool:
+def local_process_alive(pid: int) -> bool:
+    """Return whether process ``pid`` of this host still runs."""
     if pid == os.getpid():
         return True
     try:
