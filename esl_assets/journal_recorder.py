@@ -175,6 +175,11 @@ class JournalRecorder:
         if self._timer is None:
             self._schedule_flush()
 
+    @property
+    def backlog(self) -> int:
+        """Batches handed to the writer thread and not yet committed."""
+        return self._writer.backlog if self._writer is not None else 0
+
     def mark_planned_all(self) -> None:
         """Record that every lane planned all of its jobs."""
         self._planned_all = True
@@ -337,6 +342,10 @@ class _Writer(threading.Thread):
 
     def put(self, item: _Batch | _Finish | None) -> None:
         self._queue.put(item)
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
 
     def run(self) -> None:
         connection = connect(self.path)
