@@ -21,9 +21,9 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -337,6 +337,7 @@ class _Writer(threading.Thread):
         self.path = path
         self.run_id = run_id
         self._outdir = outdir
+        self._outdir_text = str(outdir)
         self._queue: queue.SimpleQueue[_Batch | _Finish | None] = queue.SimpleQueue()
         self._lost_rows = 0
 
@@ -423,13 +424,11 @@ class _Writer(threading.Thread):
 
     def _adopted(self, values: dict[str, Any]) -> dict[str, Any]:
         """Fill the size and time of a file the journal sees for the first time."""
+        # String paths and time.strftime: this runs for every file of a
+        # folder the journal has not seen, so pathlib and datetime showed.
         try:
-            stat = os.stat(self._outdir / values["file"])
+            stat = os.stat(os.path.join(self._outdir_text, values["file"]))
         except OSError:
             return values
-        created = datetime.fromtimestamp(stat.st_mtime, UTC)
-        return {
-            **values,
-            "bytes": stat.st_size,
-            "created_at": created.isoformat(timespec="seconds"),
-        }
+        created = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(stat.st_mtime))
+        return {**values, "bytes": stat.st_size, "created_at": created}
