@@ -241,6 +241,12 @@ class JournalRecorder:
             return
         self._timer = loop.call_later(FLUSH_INTERVAL_S, self.flush)
 
+    def _model_of(self, job: Job) -> object:
+        """Return what made the file: the API model, or the offline engine."""
+        if self.settings.provider == "local":
+            return "local:card" if job.kind is AssetKind.IMAGE else "local:espeak-ng"
+        return job.params.get("model")
+
     def _row_for(self, job: Job, result: JobResult) -> _Row | None:
         """Return the row to write for a result, or None when nothing changed."""
         if result.status is Status.SUCCESS:
@@ -294,7 +300,7 @@ class JournalRecorder:
             "fingerprint": job.fingerprint,
             "file_fingerprint": file_fingerprint,
             "bytes": result.bytes if generated else None,
-            "model": job.params.get("model"),
+            "model": self._model_of(job),
             "voice": voice,
             "created_at": now if generated else None,
             "updated_at": now,

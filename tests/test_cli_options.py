@@ -203,3 +203,18 @@ def test_words_not_found_are_named(tmp_path: Path) -> None:
     )
     assert result.returncode == 0
     assert "not found in the dictionary: zzzz" in result.stderr
+
+
+def test_manifest_names_the_offline_engine(tmp_path: Path) -> None:
+    outdir = tmp_path / "o"
+    built = run_cli(
+        "build", str(DATA / "sample.csv"), "--provider", "local", "--outdir", str(outdir),
+        "--limit", "1", "-v", "0", cwd=tmp_path,
+    )
+    assert built.returncode == 0, built.stderr
+    listed = run_cli("manifest", "--outdir", str(outdir), "--format", "json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assets = json.loads(listed.stdout)["assets"]
+    models = {row["kind"]: row["model"] for row in assets}
+    assert models["word"] == "local:espeak-ng"
+    assert models["image"] == "local:card"
