@@ -150,6 +150,16 @@ def _settings(
         concurrency=concurrency,
         **options,
     )
+    if settings.resume:
+        # As on the command line: the saved settings of the unfinished run,
+        # with the options given again applied (each change is logged).
+        from .resume import apply_overrides, find_resume_point
+
+        given = {"dictionary": Path(dictionary), **options}
+        if concurrency is not None:
+            given["concurrency"] = concurrency
+        point = find_resume_point(settings.outdir)
+        settings = apply_overrides(point, given, settings.outdir)
     if settings.redis_url:
         # The URL may contain a password, so the message leaves it out.
         raise ConfigurationError(

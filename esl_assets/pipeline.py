@@ -511,8 +511,17 @@ def account_error_message(failure: Failure, settings: Settings) -> str:
 async def run_build(
     settings: Settings, *, observers: list[BuildObserver] | None = None
 ) -> BuildReport:
-    """Run a local build; raise ``AccountError`` when the account stopped it."""
-    build = Build(settings, observers=observers)
+    """Run a local build; raise ``AccountError`` when the account stopped it.
+
+    With ``settings.resume`` the journal records the run as the continuation
+    of the newest unfinished run in the output folder.
+    """
+    resumed_from = None
+    if settings.resume:
+        from .resume import find_resume_point
+
+        resumed_from = find_resume_point(settings.outdir).run.id
+    build = Build(settings, observers=observers, resumed_from=resumed_from)
     report = await build.run()
     if report.outcome == "stopped":
         raise AccountError(report.fatal_message or "The run stopped.", report=report)

@@ -533,3 +533,27 @@ def test_process_stderr_has_no_asyncio_errors(tmp_path: Path) -> None:
     ]
     for message in (*LEAK_MESSAGES, "unclosed", "ResourceWarning"):
         assert message not in finished.stderr
+
+
+def test_build_resume_uses_saved_settings(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    dictionary = tmp_path / "d.csv"
+    dictionary.write_text(
+        "id,uuid,word,definition\n1,u-1,cat,a small animal\n2,u-2,dog,a loyal animal\n"
+    )
+    outdir = tmp_path / "out"
+    with pytest.raises(esl_assets.AccountError):
+        esl_assets.build(
+            dictionary, outdir=outdir, base_url=fake_openai.base_url, api_key="sk-wrong",
+            audio_voice="nova", images=False, progress=False,
+        )
+    fake_openai.reset_records()
+    report = esl_assets.build(
+        dictionary, outdir=outdir, base_url=fake_openai.base_url, api_key="sk-test",
+        resume=True, progress=False,
+    )
+    assert report.count(status=esl_assets.Status.SUCCESS) == 4
+    voices = {r.body["voice"] for r in fake_openai.requests if r.body}
+    assert voices == {"nova"}
+    assert fake_openai.count(lane="images") == 0
+    with pytest.raises(esl_assets.ResumeError):
+        esl_assets.build(dictionary, outdir=outdir, resume=True, progress=False)
