@@ -26,18 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.jupyter import JUPYTER_HTML_FORMAT
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import TaskID
 
 from .errors import ConfigurationError
 from .jobs import AssetKind, Job, JobResult, Status
+from .progress import new_progress_bars, status_detail
 from .report import entry_of
 
 if TYPE_CHECKING:
@@ -72,16 +65,7 @@ class NotebookProgress:
     def __init__(self, *, width: int = DISPLAY_WIDTH) -> None:
         self._width = width
         self._lock = threading.Lock()
-        self._progress = Progress(
-            TextColumn("[bold]{task.description:<8}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self._new_console(),
-            auto_refresh=False,
-        )
+        self._progress = new_progress_bars(self._new_console(), auto_refresh=False)
         self._tasks: dict[str, TaskID] = {}
         self._totals: Counter[str] = Counter()
         self._counts: dict[str, Counter[str]] = {}
@@ -109,12 +93,9 @@ class NotebookProgress:
             for name in ("all", job.lane):
                 counts = self._counts[name]
                 counts[result.status.value] += 1
-                detail = " ".join(
-                    f"{status.value} {counts[status.value]}"
-                    for status in Status
-                    if counts[status.value]
+                self._progress.update(
+                    self._task(name), advance=1, detail=status_detail(counts)
                 )
-                self._progress.update(self._task(name), advance=1, detail=detail)
             self._changed = True
 
     def refresh(self) -> None:

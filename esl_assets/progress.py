@@ -30,6 +30,30 @@ _LANE_OF_KIND = {
 }
 
 
+def new_progress_bars(console: Console, *, auto_refresh: bool = True) -> Progress:
+    """Return the bars shared by the terminal and the notebook displays."""
+    return Progress(
+        TextColumn("[bold]{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        auto_refresh=auto_refresh,
+    )
+
+
+def status_detail(counts: Counter[str]) -> str:
+    """Describe counts per status: ``success 12 error 1``."""
+    return " ".join(
+        f"{status.value} {counts[status.value]}"
+        for status in Status
+        if counts[status.value]
+    )
+
+
 class RichProgress:
     """Bars for all jobs, audio and images, with counts, rate and ETA.
 
@@ -38,16 +62,7 @@ class RichProgress:
     """
 
     def __init__(self, console: Console | None = None) -> None:
-        self._progress = Progress(
-            TextColumn("[bold]{task.description:<8}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console or Console(stderr=True),
-            transient=False,
-        )
+        self._progress = new_progress_bars(console or Console(stderr=True))
         self._tasks: dict[str, TaskID] = {}
         self._counts: dict[str, Counter[str]] = {}
 
@@ -76,12 +91,9 @@ class RichProgress:
         for name in ("all", _LANE_OF_KIND[job.kind]):
             counts = self._counts[name]
             counts[result.status.value] += 1
-            detail = " ".join(
-                f"{status.value} {counts[status.value]}"
-                for status in Status
-                if counts[status.value]
+            self._progress.update(
+                self._tasks[name], advance=1, detail=status_detail(counts)
             )
-            self._progress.update(self._tasks[name], advance=1, detail=detail)
 
 
 class PlainProgress:
