@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli as run_cli_with_key
 from fake_openai import FakeOpenAI
 
 from esl_assets.storage import existing_file_problem
@@ -18,18 +17,11 @@ DATA = Path(__file__).parent / "data"
 SAMPLE = DATA / "sample.sqlite"
 
 
-def run_cli(*args: str, key: str | None = "sk-test", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ESL_ASSETS_"))}
-    if key is not None:
-        env["OPENAI_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "esl_assets", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=600,
-    )
+def run_cli(
+    *args: str, key: str | None = "sk-test", cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    # The whole sample takes longer than the default timeout on a busy machine.
+    return run_cli_with_key(*args, key=key, cwd=cwd, timeout_s=600)
 
 
 def expected_files() -> dict[str, tuple[str, str]]:

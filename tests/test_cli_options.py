@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli as run_cli_with_key
 
 from esl_assets.cli import build_parser, settings_options
 from esl_assets.errors import ConfigurationError
@@ -89,11 +89,7 @@ def test_invalid_settings_name_the_value(options: dict[str, object], fragment: s
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ESL_ASSETS_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "esl_assets", *args],
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
-    )
+    return run_cli_with_key(*args, key=None, cwd=cwd)
 
 
 def test_bad_rows_never_escape_outdir(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from cli_helpers import cli_environment
+from cli_helpers import run_cli as run_cli_with_key
 from fake_openai import FakeOpenAI
 from redis_server import RedisServer, free_port
 
@@ -30,26 +31,13 @@ WORKER_TIMEOUT_S = 180
 
 
 def cli_env(key: str | None = "sk-test") -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "ESL_ASSETS_"))
-    }
-    if key is not None:
-        env["OPENAI_API_KEY"] = key
-    return env
+    return cli_environment(key)
 
 
 def run_cli(
     *args: str, key: str | None = "sk-test"
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "esl_assets", *args],
-        capture_output=True,
-        text=True,
-        env=cli_env(key),
-        timeout=WORKER_TIMEOUT_S,
-    )
+    return run_cli_with_key(*args, key=key, timeout_s=WORKER_TIMEOUT_S)
 
 
 def start_worker(*args: str, log: Path) -> subprocess.Popen[bytes]:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import cli_command, cli_environment, run_cli, write_sample_slice
 from fake_openai import FakeOpenAI
 
 from esl_assets.jobs import Job
@@ -22,7 +21,6 @@ from esl_assets.planner import Planner, build_request_template
 from esl_assets.settings import Settings
 from esl_assets.storage import TEMP_SUFFIX, existing_file_problem
 
-SAMPLE = Path(__file__).parent / "data" / "sample.csv"
 #: Header plus this many rows of the sample.
 SLICE_ROWS = 12
 IN_FLIGHT = 5
@@ -32,40 +30,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def dictionary(tmp_path: Path) -> Path:
-    lines = SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
-    path = tmp_path / "slice.csv"
-    path.write_text("".join(lines[: SLICE_ROWS + 1]), encoding="utf-8")
-    return path
+    return write_sample_slice(tmp_path, SLICE_ROWS)
 
 
 @pytest.fixture
 def outdir(tmp_path: Path) -> Path:
     return tmp_path / "out"
-
-
-def cli_environment() -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "ESL_ASSETS_"))
-    }
-    env["OPENAI_API_KEY"] = "sk-test"
-    return env
-
-
-def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "esl_assets", *args]
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cli_command(*args),
-        capture_output=True,
-        text=True,
-        env=cli_environment(),
-        cwd=cwd,
-        timeout=300,
-    )
 
 
 def build_json(

@@ -6,14 +6,14 @@ import argparse
 import csv
 import io
 import json
-import os
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import run_cli as run_cli_with_key
+from cli_helpers import write_sample_slice
 from fake_openai import FakeOpenAI
 
 import esl_assets.queue_commands
@@ -23,7 +23,6 @@ from esl_assets.planner import Planner, build_request_template
 from esl_assets.settings import Settings
 from esl_assets.state_commands import MANIFEST_FIELDS, run_status_command
 
-SAMPLE = Path(__file__).parent / "data" / "sample.csv"
 #: Header plus this many rows of the sample.
 SLICE_ROWS = 6
 #: A key the tests look for in every output, to prove it is never written.
@@ -32,27 +31,11 @@ API_KEY = "sk-test-state-commands"
 
 @pytest.fixture
 def dictionary(tmp_path: Path) -> Path:
-    lines = SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
-    path = tmp_path / "slice.csv"
-    path.write_text("".join(lines[: SLICE_ROWS + 1]), encoding="utf-8")
-    return path
+    return write_sample_slice(tmp_path, SLICE_ROWS)
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "ESL_ASSETS_"))
-    }
-    env["OPENAI_API_KEY"] = API_KEY
-    return subprocess.run(
-        [sys.executable, "-m", "esl_assets", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=300,
-    )
+    return run_cli_with_key(*args, key=API_KEY, cwd=cwd)
 
 
 def planned_jobs(dictionary: Path) -> list[Job]:

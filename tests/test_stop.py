@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
+from cli_helpers import cli_command, cli_environment, write_sample_slice
 from fake_openai import FakeOpenAI
 
 from esl_assets.journal import journal_path
 from esl_assets.storage import TEMP_SUFFIX, existing_file_problem
 
-SAMPLE = Path(__file__).parent / "data" / "sample.csv"
 #: Header plus this many rows of the sample: enough jobs to keep five in flight.
 SLICE_ROWS = 12
 IN_FLIGHT = 5
@@ -28,10 +26,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def dictionary(tmp_path: Path) -> Path:
-    lines = SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
-    path = tmp_path / "slice.csv"
-    path.write_text("".join(lines[: SLICE_ROWS + 1]), encoding="utf-8")
-    return path
+    return write_sample_slice(tmp_path, SLICE_ROWS)
 
 
 class Build:
@@ -40,16 +35,7 @@ class Build:
     def __init__(
         self, dictionary: Path, outdir: Path, base_url: str, *extra: str
     ) -> None:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("OPENAI_", "ESL_ASSETS_"))
-        }
-        env["OPENAI_API_KEY"] = "sk-test"
-        command = [
-            sys.executable,
-            "-m",
-            "esl_assets",
+        command = cli_command(
             "build",
             str(dictionary),
             "--outdir",
@@ -59,13 +45,13 @@ class Build:
             "--concurrency",
             str(IN_FLIGHT),
             *extra,
-        ]
+        )
         self.process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
+            env=cli_environment(),
             cwd=dictionary.parent,
         )
         self.stderr_lines: list[str] = []
