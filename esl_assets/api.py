@@ -3,9 +3,8 @@
 ``build()`` works with or without a running event loop. Without one it runs
 the build with ``asyncio.run()``. Inside one (a Jupyter cell, IPython with
 autoawait) it runs the build on a worker thread with a new event loop of its
-own. It never patches the running loop with ``nest_asyncio``, because that
-project is archived and clients built on httpx have been reported to hang
-under it (anthropics/anthropic-sdk-python issue 602). Nothing is cached
+own. It never patches the running loop with ``nest_asyncio``, because
+patching the loop is known to hang async HTTP clients. Nothing is cached
 between calls. Each build creates its client, lanes and semaphores in the
 loop that runs it, so a call after a failed or interrupted one starts clean.
 

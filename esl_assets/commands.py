@@ -1,4 +1,4 @@
-"""What the CLI subcommands run, with their terminal output."""
+"""Handlers of the build and plan subcommands, with their terminal output."""
 
 from __future__ import annotations
 

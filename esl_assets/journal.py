@@ -3,8 +3,9 @@
 ``outdir/.esl-assets/journal.sqlite`` records every run that sends requests:
 settings without the API key, start, end, outcome and counts. It also keeps
 the latest state of every job, keyed by its file name: status, reason,
-attempts, last error, duration, image usage and the entry it belongs to, with
-the fingerprint of the job's last result and that of the file on disk.
+attempts, last error, duration, image usage and the entry it belongs to. Each
+job row also stores the fingerprint of its last result and that of the file
+on disk.
 
 The disk, not the journal, says which files are done. A file is renamed into
 place before its result reaches the journal, so a run killed with SIGKILL
@@ -409,10 +410,10 @@ class Journal:
 
 @dataclass
 class KnownFiles:
-    """What the journal knew about each file when a run started.
+    """State of each file in the journal when a run started.
 
     Loaded once per run, so no job costs a query. ``fingerprints`` maps every
-    file on disk (as far as the journal knows) to the fingerprint that made
+    file on disk (as far as the journal has recorded) to the fingerprint that made
     it, and ``states`` holds the (status, reason, fingerprint) of the rows that
     are not clean: failures, changed files, empty texts.
 

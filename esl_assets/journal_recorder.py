@@ -429,7 +429,7 @@ class _Writer(threading.Thread):
         )
 
     def _adopted(self, values: dict[str, Any]) -> dict[str, Any]:
-        """Fill the size and time of a file the journal sees for the first time."""
+        """Fill in the size and time of a file new to the journal."""
         # String paths and time.strftime: this runs for every file of a
         # folder the journal has not seen, so pathlib and datetime showed.
         try:

@@ -1,4 +1,4 @@
-"""What each known OpenAI speech and image model accepts.
+"""Parameters that each known OpenAI speech and image model accepts.
 
 The table follows the model lists and parameter notes of the ``openai`` Python
 SDK 3.51 to 3.60 (``types/audio/speech_model.py``, ``types/image_model.py`` and

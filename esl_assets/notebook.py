@@ -5,7 +5,7 @@ them as HTML. The HTML goes to one notebook output, which an IPython display
 handle replaces on every redraw. rich's own ``Live`` display is not used in
 notebooks because in rich 15 it needs ipywidgets there, and the ipywidgets
 ``Output`` widget can send output written from another thread to the wrong
-cell (jupyter-widgets/ipywidgets issue 2358). The build reports progress from
+cell. The build reports progress from
 its worker thread, while the redraws run on the cell's thread.
 
 IPython is imported only when a notebook or a display call needs it.

@@ -1,9 +1,9 @@
 """The local build: plan jobs from a dictionary and run them concurrently.
 
 Each lane (audio, images) reads the dictionary in its own pass and keeps a
-bounded window of jobs in progress, so memory does not grow with the size of
-the dictionary and a slow image lane never starves the audio lane. One
-failing job never cancels the others; an account-level failure stops new
+bounded window of jobs in progress. So memory does not grow with the size of
+the dictionary, and a slow image lane cannot starve the audio lane. One
+failing job never cancels the others. An account-level failure stops new
 requests and lets the ones in flight end.
 
 Each run is recorded in the output folder's journal (``journal.py``), which

@@ -19,7 +19,7 @@ HTML_ERROR_ROWS = 5
 
 @dataclass
 class BuildReport:
-    """What a build did. ``exit_code`` follows the CLI's exit codes."""
+    """Outcome of a build. ``exit_code`` follows the CLI's exit codes."""
 
     results: list[JobResult] = field(default_factory=list)
     rejected: list[RejectedRow] = field(default_factory=list)

@@ -11,7 +11,7 @@ built on it behaves as it does against the real service::
     )
 
 Synthesis, encoding and drawing run in worker threads through
-``asyncio.to_thread``, so they never block the event loop.
+``asyncio.to_thread``, so they do not block the event loop.
 """
 
 from __future__ import annotations

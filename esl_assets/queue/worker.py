@@ -9,7 +9,7 @@ was on the wire goes in the next script call.
 While the worker runs, a heartbeat key with a TTL marks it as alive, and its
 reaper task returns the claims of workers whose heartbeat expired. When
 Redis is lost, every task retries with backoff; jobs in flight finish and
-their results are recorded once Redis answers again.
+their results are recorded once Redis is reachable again.
 """
 
 from __future__ import annotations
