@@ -19,7 +19,7 @@ import httpx2
 from openai import AsyncOpenAI
 
 from .failures import Failure, FailureKind, classify, parse_reset_duration
-from .generate import BadResponseError, Generated, generate_asset
+from .generate import AssetApi, BadResponseError, Generated
 from .jobs import AssetKind, Job, JobResult, Status
 from .lanes import Lane
 from .models import MAX_IMAGE_PROMPT_CHARS, MAX_SPEECH_CHARS
@@ -95,7 +95,11 @@ class JobRunner:
             "audio": _timeout(settings.audio_timeout_s, settings.connect_timeout_s),
             "images": _timeout(settings.image_timeout_s, settings.connect_timeout_s),
         }
-        self._card_fields = settings.provider == "local"
+        self._api = (
+            AssetApi(client, card_fields=settings.provider == "local")
+            if client is not None
+            else None
+        )
         self._outdir_text = str(outdir)
 
     async def run(self, job: Job, *, force: bool = False) -> JobResult:
@@ -175,8 +179,8 @@ class JobRunner:
 
     async def _request(self, job: Job, lane: Lane) -> Generated | Failure:
         timeout = self._timeouts[job.lane]
-        client = self.client
-        if client is None:
+        api = self._api
+        if api is None:
             raise RuntimeError("JobRunner.client is None outside a dry run")
         sent = time.monotonic()
         lane.stats.requests += 1
@@ -184,12 +188,7 @@ class JobRunner:
             # The SDK timeouts bound each phase; this deadline also bounds a
             # server that trickles a body slowly enough to dodge them.
             async with asyncio.timeout(_total_deadline_s(timeout)):
-                generated = await generate_asset(
-                    client,
-                    job,
-                    http_timeout=timeout,
-                    card_fields=self._card_fields,
-                )
+                generated = await api.generate(job, http_timeout=timeout)
         except BadResponseError as error:
             return Failure(FailureKind.TRANSIENT, "bad_response", str(error))
         except TimeoutError:
