@@ -13,6 +13,7 @@ import httpx2
 from openai import AsyncOpenAI
 
 from .errors import ConfigurationError
+from .http_backend import install_backend
 from .settings import Settings
 
 LOCAL_BASE_URL = "http://local.invalid/v1"
@@ -49,7 +50,9 @@ def create_client(settings: Settings) -> AsyncOpenAI:
             max_retries=0,
             http_client=http_client,
         )
-    http_client = httpx2.AsyncClient(limits=limits)
+    transport = httpx2.AsyncHTTPTransport(limits=limits)
+    install_backend(transport)
+    http_client = httpx2.AsyncClient(transport=transport)
     return AsyncOpenAI(
         api_key=resolve_api_key(settings),
         base_url=settings.base_url or None,
