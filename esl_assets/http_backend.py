@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 #: Reading pauses while this many bytes wait in a connection's buffer.
 HIGH_WATER = 1 << 20
+#: Writes are sent at once when this many bytes are waiting to be sent.
+COALESCE_LIMIT = 1 << 16
 
 
 class _Protocol(asyncio.Protocol):
@@ -116,8 +118,12 @@ class _Stream(httpcore2.AsyncNetworkStream):
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport = transport
         self._protocol = protocol
+        self._unsent: list[bytes] = []
+        self._unsent_size = 0
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self._unsent:
+            await self._flush(timeout)
         protocol = self._protocol
         if not protocol.buffer and not protocol.closed:
             await _wait(protocol.reader_waiter(), timeout, httpcore2.ReadTimeout)
@@ -138,11 +144,23 @@ class _Stream(httpcore2.AsyncNetworkStream):
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        # httpcore2 writes a request's head and its body separately. Holding
+        # them until the response is read sends both in one system call and
+        # wakes the server once instead of twice.
         if not buffer:
             return
+        self._unsent.append(buffer)
+        self._unsent_size += len(buffer)
+        if self._unsent_size >= COALESCE_LIMIT:
+            await self._flush(timeout)
+
+    async def _flush(self, timeout: float | None) -> None:
+        data = self._unsent[0] if len(self._unsent) == 1 else b"".join(self._unsent)
+        self._unsent.clear()
+        self._unsent_size = 0
         if self._transport.is_closing() or self._protocol.closed:
             raise httpcore2.WriteError("The connection is closed.")
-        self._transport.write(buffer)
+        self._transport.write(data)
         waiter = self._protocol.writer_waiter()
         if waiter is not None:
             await _wait(waiter, timeout, httpcore2.WriteTimeout)

@@ -8,6 +8,7 @@ temporary file, which the next run removes.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -23,7 +24,7 @@ from .errors import ConfigurationError
 logger = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".part"
-#: ``.{final name}.{host}.{pid}.{random}.part``
+#: ``.{final name}.{host}.{pid}.{sequence number, hex}.part``
 _TEMP_NAME = re.compile(
     r"\.(?P<final>.+)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.[0-9a-f]+\.part"
 )
@@ -31,6 +32,7 @@ _TEMP_NAME = re.compile(
 #: since a worker on that host may still be writing it.
 FOREIGN_TEMP_MAX_AGE_S = 3600.0
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+_TEMP_SEQUENCE = itertools.count(1)
 
 
 def prepare_outdir(outdir: Path) -> Path:
@@ -137,7 +139,10 @@ def existing_file_problem(path: str | Path) -> str | None:
 
 
 def temp_path_for(path: Path) -> Path:
-    token = os.urandom(4).hex()
+    # A counter keeps names unique within the process, and the pid across
+    # processes. os.urandom would release the GIL on every call, which
+    # hands it to the writer thread and stalls the event loop.
+    token = f"{next(_TEMP_SEQUENCE):x}"
     return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{token}{TEMP_SUFFIX}")
 
 

@@ -13,7 +13,14 @@ import pytest
 import trustme
 
 from esl_assets.client import create_client
-from esl_assets.http_backend import HIGH_WATER, AsyncioBackend, install_backend
+from esl_assets.http_backend import (
+    COALESCE_LIMIT,
+    HIGH_WATER,
+    AsyncioBackend,
+    _Protocol,
+    _Stream,
+    install_backend,
+)
 from esl_assets.settings import Settings
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -261,3 +268,41 @@ def test_install_backend_refuses_a_transport_without_a_pool() -> None:
             pass
 
     assert install_backend(NoPool()) is False
+
+
+class RecordingTransport(asyncio.Transport):
+    """A transport that keeps what it was given to send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.sent.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def recording_stream() -> tuple[_Stream, _Protocol, RecordingTransport]:
+    transport = RecordingTransport()
+    protocol = _Protocol()
+    protocol.connection_made(transport)
+    return _Stream(transport, protocol), protocol, transport
+
+
+async def test_request_head_and_body_go_out_in_one_write() -> None:
+    stream, protocol, transport = recording_stream()
+    await stream.write(b"POST / HTTP/1.1\r\n\r\n")
+    await stream.write(b"body")
+    assert transport.sent == []
+    protocol.data_received(b"HTTP/1.1 200 OK\r\n")
+    assert await stream.read(1024) == b"HTTP/1.1 200 OK\r\n"
+    assert transport.sent == [b"POST / HTTP/1.1\r\n\r\nbody"]
+
+
+async def test_large_write_is_sent_without_waiting_for_a_read() -> None:
+    stream, _, transport = recording_stream()
+    await stream.write(b"h" * 10)
+    await stream.write(b"b" * COALESCE_LIMIT)
+    assert transport.sent == [b"h" * 10 + b"b" * COALESCE_LIMIT]
