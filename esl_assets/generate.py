@@ -7,9 +7,9 @@ parameters of every call and build pydantic models of every response. In a
 loop of 10,000 speech requests to the fake server (2 cores, openai 3.60),
 the SDK's ``with_raw_response.create`` took 1.34 ms of CPU per request and
 a plain ``httpx2.AsyncClient.post`` 0.67 ms. The bodies of these two
-endpoints are plain JSON objects, so nothing is lost by building them here.
-A response other than 2xx becomes the SDK's own exception class, so
-``failures.classify`` sees what the SDK would have raised.
+endpoints are plain JSON objects. A response other than 2xx becomes the
+SDK's own exception class, so ``failures.classify`` sees what the SDK would
+have raised (tests/test_generate.py compares both for every status class).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ class AssetApi:
         headers["Accept"] = "application/octet-stream"
         self._speech_headers = httpx2.Headers(headers)
         self._card_fields = card_fields
+        self._transport = _transport_for(http, self._speech_url)
 
     async def generate(self, job: Job, *, http_timeout: httpx2.Timeout) -> Generated:
         """Send the job's request and return the asset's bytes."""
@@ -118,13 +119,42 @@ class AssetApi:
         body: dict[str, Any],
         http_timeout: httpx2.Timeout,
     ) -> httpx2.Response:
-        content = json.dumps(body, ensure_ascii=False).encode()
-        response = await self._http.post(
-            url, content=content, headers=headers, timeout=http_timeout
+        request = httpx2.Request(
+            "POST",
+            url,
+            headers=headers,
+            content=json.dumps(body, ensure_ascii=False).encode(),
+            extensions={"timeout": http_timeout.as_dict()},
         )
+        if self._transport is None:
+            response = await self._http.send(request)
+        else:
+            response = await self._transport.handle_async_request(request)
+            response.request = request
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         if not response.is_success:
             raise status_error(response)
         return response
+
+
+def _transport_for(
+    http: httpx2.AsyncClient, url: httpx2.URL
+) -> httpx2.AsyncBaseTransport | None:
+    """Return the transport that ``http`` uses for ``url``, or None.
+
+    Sending through the transport skips the client's cookie, auth, redirect
+    and event-hook steps, which these requests do not use: about 0.07 ms of
+    CPU per request in a loop of 10,000 (2 cores). The method is private in
+    httpx2, so without it the requests go through ``http.send``.
+    """
+    find = getattr(http, "_transport_for_url", None)
+    if find is None:
+        return None
+    transport = find(url)
+    return transport if isinstance(transport, httpx2.AsyncBaseTransport) else None
 
 
 def _image_from(response: httpx2.Response) -> Generated:

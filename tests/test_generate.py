@@ -222,3 +222,24 @@ def test_a_client_without_an_httpx2_pool_is_refused() -> None:
 
     with pytest.raises(TypeError, match="httpx2.AsyncClient"):
         AssetApi(Stub())  # type: ignore[arg-type]
+
+
+async def test_requests_go_straight_to_the_transport(
+    httpx2_mock: respx.Router,
+) -> None:
+    api = AssetApi(make_client())
+    assert isinstance(api._transport, httpx2.AsyncBaseTransport)
+    httpx2_mock.post(f"{BASE_URL}/audio/speech").respond(200, content=b"ID3")
+    generated = await api.generate(make_job(AssetKind.WORD), http_timeout=TIMEOUT)
+    assert generated.data == b"ID3"
+
+
+async def test_without_a_transport_the_client_sends(
+    httpx2_mock: respx.Router,
+) -> None:
+    api = AssetApi(make_client())
+    api._transport = None
+    route = httpx2_mock.post(f"{BASE_URL}/audio/speech").respond(429, json=ERROR_BODY)
+    with pytest.raises(openai.RateLimitError):
+        await api.generate(make_job(AssetKind.WORD), http_timeout=TIMEOUT)
+    assert route.calls.last.request.headers["authorization"] == "Bearer sk-secret"
