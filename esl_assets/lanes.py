@@ -10,6 +10,7 @@ each lane has its own jobs and its own cap.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import time
@@ -69,7 +70,10 @@ class Lane:
         self._in_flight = 0
         self._paused_until = 0.0
         self._last_decrease = 0.0
-        self._changed = asyncio.Condition()
+        # Requests waiting for a slot, first come first served. A release
+        # hands its slot to the first waiter, so one release wakes one task.
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._pause_end: asyncio.TimerHandle | None = None
         self._rpm = make_rpm_limiter(rpm) if rpm else None
 
     def __repr__(self) -> str:
@@ -89,19 +93,21 @@ class Lane:
 
     async def acquire(self) -> None:
         """Wait until the lane is not paused and has room for one more request."""
-        while True:
-            delay = self._paused_until - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue
-            async with self._changed:
-                if (
-                    self._in_flight < self.limit
-                    and self._paused_until <= time.monotonic()
-                ):
-                    self._in_flight += 1
-                    break
-                await self._wait_for_change()
+        if self._waiters or not self._admit():
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            self._wake_at_pause_end()
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    # The slot was handed over just before the cancel.
+                    self._in_flight -= 1
+                    self._hand_over()
+                elif waiter in self._waiters:
+                    # A release may have dropped it already (see _hand_over).
+                    self._waiters.remove(waiter)
+                raise
         if self._rpm is not None:
             try:
                 await self._rpm.acquire()
@@ -109,23 +115,49 @@ class Lane:
                 await self.release()
                 raise
 
-    async def _wait_for_change(self) -> None:
-        # Wake up at the end of a pause even if no request releases a slot.
-        timeout = max(0.0, self._paused_until - time.monotonic()) or None
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        except TimeoutError:
-            pass
-
     async def release(self) -> None:
-        async with self._changed:
-            self._in_flight -= 1
-            self._changed.notify_all()
+        self._in_flight -= 1
+        self._hand_over()
+
+    def _admit(self) -> bool:
+        """Take a slot if the lane has room and is not paused."""
+        if self._in_flight >= self.limit or self._paused_until > time.monotonic():
+            return False
+        self._in_flight += 1
+        return True
+
+    def _hand_over(self) -> None:
+        """Give free slots to the waiters in order, unless the lane is paused."""
+        while self._waiters and self._admit():
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                # Cancelled while waiting: give the slot to the next one.
+                self._in_flight -= 1
+                continue
+            waiter.set_result(None)
+        self._wake_at_pause_end()
+
+    def _wake_at_pause_end(self) -> None:
+        """Make sure the waiters are served when the current pause ends."""
+        delay = self._paused_until - time.monotonic()
+        if not self._waiters or delay <= 0:
+            return
+        if self._pause_end is not None:
+            if self._pause_end.when() >= self._paused_until - 0.001:
+                return
+            self._pause_end.cancel()
+        loop = asyncio.get_running_loop()
+        self._pause_end = loop.call_later(delay, self._end_pause)
+
+    def _end_pause(self) -> None:
+        self._pause_end = None
+        self._hand_over()
 
     def record_success(self) -> None:
         """Raise the cap by about one request per round of successes."""
         if self._limit < self.max_in_flight:
             self._limit = min(self.max_in_flight, self._limit + 1.0 / self._limit)
+            self._hand_over()
 
     def record_rate_limit(self, retry_after_s: float | None) -> None:
         """Halve the cap (once per pause) and pause the lane."""
@@ -146,6 +178,7 @@ class Lane:
         until = time.monotonic() + seconds
         if until > self._paused_until:
             self._paused_until = until
+            self._wake_at_pause_end()
 
     def observe_headers(self, remaining: int | None, reset_s: float | None) -> None:
         """Slow down before a 429 when the server reports the window nearly used.
