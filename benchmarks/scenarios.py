@@ -9,6 +9,7 @@ a goal was met, and its numbers are whatever the run measured.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shutil
 import statistics
@@ -556,6 +557,7 @@ def scenario_overhead(
     write_csv_dictionary(dictionary, entries)
     options = {"latency_ms": 0.0, "concurrency": concurrency, "jobs": jobs}
     ours = run_ours(workspace, dictionary, label="overhead/ours", **options)
+    files = file_system_floor(workspace, workspace.root / "overhead" / "ours" / "out")
     floor = run_floor(workspace, dictionary, label="overhead/floor", **options)
     figures = [_overhead_figures(run) for run in (ours, floor)]
     rows = [
@@ -575,11 +577,18 @@ def scenario_overhead(
         "no esl-assets code: the cost of the openai SDK and httpx2 alone.",
         "The fake server runs in its own process on the same 2 cores, so it "
         "also limits jobs per second.",
+        f"Writing the same {files['files']} files again and nothing else "
+        f"(benchmarks/file_floor.py, mean {files['mean_bytes'] / 1024:.1f} KiB, "
+        f"on the same file system as the run) took "
+        f"{files['cpu_ms_per_file_fsync']:.3f} ms of CPU per file through a "
+        "temporary name with fsync and a rename, as esl-assets writes, and "
+        f"{files['cpu_ms_per_file_no_fsync']:.3f} ms without fsync.",
     ]
     data: dict[str, Any] = {
         "ours": _run_data(ours),
         "floor": _run_data(floor),
         "figures": figures,
+        "file_system": files,
     }
     if profile:
         data["profiles"] = profile_overhead(workspace, dictionary, concurrency)
@@ -598,6 +607,22 @@ def scenario_overhead(
         notes=notes,
         data=data,
     )
+
+
+def file_system_floor(workspace: Workspace, outdir: Path) -> dict[str, Any]:
+    """Measure the CPU that writing ``outdir``'s files alone costs."""
+    scratch = workspace.folder("overhead", "file-floor")
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.file_floor", str(outdir), str(scratch)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+        env=benchmark_env(),
+        timeout=workspace.timeout_s,
+    )
+    figures: dict[str, Any] = json.loads(result.stdout)
+    return figures
 
 
 OVERHEAD_MEASURES = [
