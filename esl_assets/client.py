@@ -52,7 +52,9 @@ def create_client(settings: Settings) -> AsyncOpenAI:
         )
     transport = httpx2.AsyncHTTPTransport(limits=limits)
     install_backend(transport)
-    http_client = httpx2.AsyncClient(transport=transport)
+    # A mount, not transport=..., so that httpx2 still routes through the
+    # proxies named in HTTPS_PROXY and ALL_PROXY (more specific mounts win).
+    http_client = httpx2.AsyncClient(limits=limits, mounts={"all://": transport})
     return AsyncOpenAI(
         api_key=resolve_api_key(settings),
         base_url=settings.base_url or None,

@@ -13,6 +13,7 @@ import pytest
 import trustme
 
 from esl_assets.client import create_client
+from esl_assets.generate import AssetApi
 from esl_assets.http_backend import (
     COALESCE_LIMIT,
     HIGH_WATER,
@@ -21,6 +22,7 @@ from esl_assets.http_backend import (
     _Stream,
     install_backend,
 )
+from esl_assets.jobs import AssetKind, Job
 from esl_assets.settings import Settings
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -257,7 +259,9 @@ async def test_client_of_a_run_uses_this_backend() -> None:
         Settings(api_key="sk-test", base_url="http://127.0.0.1:9/v1")
     )
     async with client:
-        pool = client._client._transport._pool  # type: ignore[attr-defined]
+        url = httpx2.URL("http://127.0.0.1:9/v1/audio/speech")
+        transport = client._client._transport_for_url(url)
+        pool = transport._pool  # type: ignore[attr-defined]
         assert isinstance(pool, httpcore2.AsyncConnectionPool)
         assert isinstance(pool._network_backend, AsyncioBackend)
 
@@ -306,3 +310,28 @@ async def test_large_write_is_sent_without_waiting_for_a_read() -> None:
     await stream.write(b"h" * 10)
     await stream.write(b"b" * COALESCE_LIMIT)
     assert transport.sent == [b"h" * 10 + b"b" * COALESCE_LIMIT]
+
+
+async def test_client_of_a_run_honours_the_proxy_variables(
+    echo_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", echo_server.url)
+    settings = Settings(api_key="sk-test", base_url="http://api.invalid/v1")
+    client = create_client(settings)
+    job = Job(
+        kind=AssetKind.WORD,
+        uuid="u",
+        definition_id="0",
+        file="word_u_0.aac",
+        text="apple",
+        params={"model": "tts-1", "voice": "alloy"},
+    )
+    async with client:
+        generated = await AssetApi(client).generate(
+            job, http_timeout=httpx2.Timeout(5.0)
+        )
+    # The echo server played the proxy: it got the request for api.invalid.
+    assert echo_server.connections == 1
+    assert generated.data.startswith(b'echo:{"input": "apple"')
