@@ -535,7 +535,9 @@ def test_process_stderr_has_no_asyncio_errors(tmp_path: Path) -> None:
         assert message not in finished.stderr
 
 
-def test_build_resume_uses_saved_settings(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+def test_build_resume_uses_saved_settings(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
     dictionary = tmp_path / "d.csv"
     dictionary.write_text(
         "id,uuid,word,definition\n1,u-1,cat,a small animal\n2,u-2,dog,a loyal animal\n"
@@ -543,13 +545,22 @@ def test_build_resume_uses_saved_settings(fake_openai: FakeOpenAI, tmp_path: Pat
     outdir = tmp_path / "out"
     with pytest.raises(esl_assets.AccountError):
         esl_assets.build(
-            dictionary, outdir=outdir, base_url=fake_openai.base_url, api_key="sk-wrong",
-            audio_voice="nova", images=False, progress=False,
+            dictionary,
+            outdir=outdir,
+            base_url=fake_openai.base_url,
+            api_key="sk-wrong",
+            audio_voice="nova",
+            images=False,
+            progress=False,
         )
     fake_openai.reset_records()
     report = esl_assets.build(
-        dictionary, outdir=outdir, base_url=fake_openai.base_url, api_key="sk-test",
-        resume=True, progress=False,
+        dictionary,
+        outdir=outdir,
+        base_url=fake_openai.base_url,
+        api_key="sk-test",
+        resume=True,
+        progress=False,
     )
     assert report.count(status=esl_assets.Status.SUCCESS) == 4
     voices = {r.body["voice"] for r in fake_openai.requests if r.body}

@@ -45,11 +45,21 @@ def expected_files() -> dict[str, tuple[str, str]]:
 
 
 @pytest.mark.slow
-def test_sample_build_one_request_per_file(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+def test_sample_build_one_request_per_file(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
     outdir = tmp_path / "assets"
     result = run_cli(
-        "build", str(SAMPLE), "--outdir", str(outdir), "--base-url", fake_openai.base_url,
-        "--concurrency", "20", "-v", "0",
+        "build",
+        str(SAMPLE),
+        "--outdir",
+        str(outdir),
+        "--base-url",
+        fake_openai.base_url,
+        "--concurrency",
+        "20",
+        "-v",
+        "0",
     )
     assert result.returncode == 0, result.stderr
     expected = expected_files()
@@ -60,21 +70,40 @@ def test_sample_build_one_request_per_file(fake_openai: FakeOpenAI, tmp_path: Pa
     audio_texts = Counter(t for lane, t in expected.values() if lane == "audio")
     sent_audio = Counter(r.text for r in fake_openai.requests if r.lane == "audio")
     assert sent_audio == audio_texts
-    assert fake_openai.count(lane="images") == sum(1 for lane, _ in expected.values() if lane == "images")
+    assert fake_openai.count(lane="images") == sum(
+        1 for lane, _ in expected.values() if lane == "images"
+    )
     assert fake_openai.count() == len(expected)
 
     fake_openai.reset_records()
     again = run_cli(
-        "build", str(SAMPLE), "--outdir", str(outdir), "--base-url", fake_openai.base_url, "-v", "0",
+        "build",
+        str(SAMPLE),
+        "--outdir",
+        str(outdir),
+        "--base-url",
+        fake_openai.base_url,
+        "-v",
+        "0",
     )
     assert again.returncode == 0, again.stderr
     assert fake_openai.count() == 0
 
 
-def test_dryrun_needs_no_key_and_sends_nothing(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+def test_dryrun_needs_no_key_and_sends_nothing(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
     result = run_cli(
-        "build", str(SAMPLE), "--outdir", str(tmp_path), "--base-url", fake_openai.base_url,
-        "--dryrun", "--limit", "10", key=None,
+        "build",
+        str(SAMPLE),
+        "--outdir",
+        str(tmp_path),
+        "--base-url",
+        fake_openai.base_url,
+        "--dryrun",
+        "--limit",
+        "10",
+        key=None,
     )
     assert result.returncode == 0, result.stderr
     assert fake_openai.count() == 0
@@ -82,10 +111,18 @@ def test_dryrun_needs_no_key_and_sends_nothing(fake_openai: FakeOpenAI, tmp_path
     assert not [p for p in tmp_path.iterdir() if p.suffix in (".aac", ".png")]
 
 
-def test_retired_model_refused_before_any_request(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+def test_retired_model_refused_before_any_request(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
     result = run_cli(
-        "build", str(SAMPLE), "--outdir", str(tmp_path), "--base-url", fake_openai.base_url,
-        "--image-model", "dall-e-3",
+        "build",
+        str(SAMPLE),
+        "--outdir",
+        str(tmp_path),
+        "--base-url",
+        fake_openai.base_url,
+        "--image-model",
+        "dall-e-3",
     )
     assert result.returncode == 2
     assert "dall-e-3" in result.stderr
@@ -102,10 +139,19 @@ def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_unauthorized_stops_within_concurrency(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+def test_unauthorized_stops_within_concurrency(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
     result = run_cli(
-        "build", str(SAMPLE), "--outdir", str(tmp_path), "--base-url", fake_openai.base_url,
-        "--concurrency", "5", key="sk-wrong",
+        "build",
+        str(SAMPLE),
+        "--outdir",
+        str(tmp_path),
+        "--base-url",
+        fake_openai.base_url,
+        "--concurrency",
+        "5",
+        key="sk-wrong",
     )
     assert result.returncode == 3, result.stderr
     # Each lane may have its whole cap in flight when the first 401 arrives.
@@ -116,7 +162,9 @@ def test_unauthorized_stops_within_concurrency(fake_openai: FakeOpenAI, tmp_path
 
 
 def test_missing_dictionary_is_a_clear_error(tmp_path: Path) -> None:
-    result = run_cli("build", str(tmp_path / "nope.csv"), "--outdir", str(tmp_path), "--dryrun")
+    result = run_cli(
+        "build", str(tmp_path / "nope.csv"), "--outdir", str(tmp_path), "--dryrun"
+    )
     assert result.returncode == 2
     assert "nope.csv" in result.stderr
     assert "Traceback" not in result.stderr

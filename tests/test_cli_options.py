@@ -23,12 +23,30 @@ def parse(*argv: str) -> dict[str, object]:
 
 def test_underscore_spellings_match_dashes() -> None:
     old = parse(
-        "--no_audio", "--audio_model", "tts-1", "--audio_voice", "nova",
-        "--image_model", "gpt-image-2", "--image_size", "square", "--outdir", "x",
+        "--no_audio",
+        "--audio_model",
+        "tts-1",
+        "--audio_voice",
+        "nova",
+        "--image_model",
+        "gpt-image-2",
+        "--image_size",
+        "square",
+        "--outdir",
+        "x",
     )
     new = parse(
-        "--no-audio", "--audio-model", "tts-1", "--audio-voice", "nova",
-        "--image-model", "gpt-image-2", "--image-size", "square", "--outdir", "x",
+        "--no-audio",
+        "--audio-model",
+        "tts-1",
+        "--audio-voice",
+        "nova",
+        "--image-model",
+        "gpt-image-2",
+        "--image-size",
+        "square",
+        "--outdir",
+        "x",
     )
     assert old == new
     assert old["audio"] is False
@@ -82,7 +100,9 @@ def test_flags_beat_environment_beat_dotenv(
         ({"concurrncy": 3}, "concurrncy"),
     ],
 )
-def test_invalid_settings_name_the_value(options: dict[str, object], fragment: str) -> None:
+def test_invalid_settings_name_the_value(
+    options: dict[str, object], fragment: str
+) -> None:
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_options(**options)
     assert fragment in str(caught.value)
@@ -95,13 +115,21 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_bad_rows_never_escape_outdir(tmp_path: Path) -> None:
     outdir = tmp_path / "out"
     result = run_cli(
-        "build", str(DATA / "bad-rows.csv"), "--provider", "local", "--outdir", str(outdir),
-        "--json", cwd=tmp_path,
+        "build",
+        str(DATA / "bad-rows.csv"),
+        "--provider",
+        "local",
+        "--outdir",
+        str(outdir),
+        "--json",
+        cwd=tmp_path,
     )
     report = json.loads(result.stdout)
     assert result.returncode in (0, 1), result.stderr
     # Everything the run wrote is directly inside outdir, and nothing else.
-    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    written = sorted(
+        p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()
+    )
     assert all(p.parts[0] == "out" for p in written)
     assert not (tmp_path / "escape").exists()
     rejected = {r["origin"].split()[-1]: r["reason"] for r in report["rejected"]}
@@ -114,8 +142,17 @@ def test_bad_rows_never_escape_outdir(tmp_path: Path) -> None:
 
 def test_json_output_has_status_dicts(tmp_path: Path) -> None:
     result = run_cli(
-        "build", str(DATA / "sample.csv"), "--provider", "local", "--outdir", str(tmp_path / "o"),
-        "--limit", "2", "--no-images", "--json", cwd=tmp_path,
+        "build",
+        str(DATA / "sample.csv"),
+        "--provider",
+        "local",
+        "--outdir",
+        str(tmp_path / "o"),
+        "--limit",
+        "2",
+        "--no-images",
+        "--json",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -128,8 +165,18 @@ def test_json_output_has_status_dicts(tmp_path: Path) -> None:
 
 def test_verbosity_zero_prints_nothing_on_success(tmp_path: Path) -> None:
     result = run_cli(
-        "build", str(DATA / "sample.csv"), "--provider", "local", "--outdir", str(tmp_path / "o"),
-        "--limit", "1", "--no_images", "--verbosity", "0", cwd=tmp_path,
+        "build",
+        str(DATA / "sample.csv"),
+        "--provider",
+        "local",
+        "--outdir",
+        str(tmp_path / "o"),
+        "--limit",
+        "1",
+        "--no_images",
+        "--verbosity",
+        "0",
+        cwd=tmp_path,
     )
     assert result.returncode == 0
     assert result.stdout == ""
@@ -153,8 +200,14 @@ def test_input_errors_are_one_line(
         dictionary = tmp_path / "dictionary.csv"
         dictionary.write_bytes(content)
     result = run_cli(
-        "build", str(dictionary), "--provider", "local", "--outdir", str(tmp_path / "o"),
-        *args, cwd=tmp_path,
+        "build",
+        str(dictionary),
+        "--provider",
+        "local",
+        "--outdir",
+        str(tmp_path / "o"),
+        *args,
+        cwd=tmp_path,
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
@@ -176,7 +229,9 @@ def test_unknown_voice_rejected_for_openai() -> None:
         Settings.from_options(audio_voice="nobody")
     assert Settings.from_options(audio_voice="voice_1234").audio_voice == "voice_1234"
     # Other servers may have voices of their own.
-    custom = Settings.from_options(audio_voice="nobody", base_url="http://127.0.0.1:9/v1")
+    custom = Settings.from_options(
+        audio_voice="nobody", base_url="http://127.0.0.1:9/v1"
+    )
     assert custom.audio_voice == "nobody"
 
 
@@ -194,7 +249,12 @@ def test_public_dict_drops_url_credentials() -> None:
 
 def test_words_not_found_are_named(tmp_path: Path) -> None:
     result = run_cli(
-        "plan", str(DATA / "sample.sqlite"), "--words", "be,zzzz", "--outdir", str(tmp_path),
+        "plan",
+        str(DATA / "sample.sqlite"),
+        "--words",
+        "be,zzzz",
+        "--outdir",
+        str(tmp_path),
         cwd=tmp_path,
     )
     assert result.returncode == 0
@@ -204,11 +264,22 @@ def test_words_not_found_are_named(tmp_path: Path) -> None:
 def test_manifest_names_the_offline_engine(tmp_path: Path) -> None:
     outdir = tmp_path / "o"
     built = run_cli(
-        "build", str(DATA / "sample.csv"), "--provider", "local", "--outdir", str(outdir),
-        "--limit", "1", "-v", "0", cwd=tmp_path,
+        "build",
+        str(DATA / "sample.csv"),
+        "--provider",
+        "local",
+        "--outdir",
+        str(outdir),
+        "--limit",
+        "1",
+        "-v",
+        "0",
+        cwd=tmp_path,
     )
     assert built.returncode == 0, built.stderr
-    listed = run_cli("manifest", "--outdir", str(outdir), "--format", "json", cwd=tmp_path)
+    listed = run_cli(
+        "manifest", "--outdir", str(outdir), "--format", "json", cwd=tmp_path
+    )
     assert listed.returncode == 0, listed.stderr
     assets = json.loads(listed.stdout)["assets"]
     models = {row["kind"]: row["model"] for row in assets}

@@ -39,7 +39,10 @@ def plan(settings: Settings, row: Row = ROW) -> dict[AssetKind, Job]:
 
 def make_runner(settings: Settings, outdir: Path) -> JobRunner:
     client = AsyncOpenAI(api_key="sk-test", base_url=BASE_URL, max_retries=0)
-    lanes = {"audio": Lane("audio", settings.concurrency), "images": Lane("images", settings.concurrency)}
+    lanes = {
+        "audio": Lane("audio", settings.concurrency),
+        "images": Lane("images", settings.concurrency),
+    }
     return JobRunner(client, settings, outdir, lanes, RunState())
 
 
@@ -65,7 +68,9 @@ async def test_speech_request_body_for_mini_tts(
     assert body["voice"] == "alloy"
     assert body["response_format"] == "aac"
     assert "instructions" in body
-    assert (tmp_path / "shortdef_8e6f44da-7029-5537-b5de-d15f26b6b41f_1.aac").read_bytes() == ADTS
+    assert (
+        tmp_path / "shortdef_8e6f44da-7029-5537-b5de-d15f26b6b41f_1.aac"
+    ).read_bytes() == ADTS
 
 
 async def test_tts1_gets_no_instructions(
@@ -83,7 +88,9 @@ async def test_tts1_gets_no_instructions(
 async def test_image_request_has_no_response_format(
     httpx2_mock: respx.Router, settings: Settings, tmp_path: Path
 ) -> None:
-    route = httpx2_mock.post(f"{BASE_URL}/images/generations").respond(200, json=image_body())
+    route = httpx2_mock.post(f"{BASE_URL}/images/generations").respond(
+        200, json=image_body()
+    )
     result = await make_runner(settings, tmp_path).run(plan(settings)[AssetKind.IMAGE])
     assert result.status is Status.SUCCESS
     body = json.loads(route.calls.last.request.content)
@@ -99,10 +106,16 @@ async def test_image_request_has_no_response_format(
     [("square", "1024x1024"), ("horizontal", "1536x1024"), ("vertical", "1024x1536")],
 )
 async def test_image_size_names(
-    httpx2_mock: respx.Router, settings: Settings, tmp_path: Path, size: str, expected: str
+    httpx2_mock: respx.Router,
+    settings: Settings,
+    tmp_path: Path,
+    size: str,
+    expected: str,
 ) -> None:
     settings = settings.replace(image_size=size)
-    route = httpx2_mock.post(f"{BASE_URL}/images/generations").respond(200, json=image_body())
+    route = httpx2_mock.post(f"{BASE_URL}/images/generations").respond(
+        200, json=image_body()
+    )
     await make_runner(settings, tmp_path).run(plan(settings)[AssetKind.IMAGE])
     assert json.loads(route.calls.last.request.content)["size"] == expected
 
@@ -136,13 +149,15 @@ async def test_empty_or_invalid_file_regenerated(
 async def test_invalid_audio_response_retried_then_error(
     httpx2_mock: respx.Router, settings: Settings, tmp_path: Path
 ) -> None:
-    route = httpx2_mock.post(f"{BASE_URL}/audio/speech").respond(200, content=b"not audio")
+    route = httpx2_mock.post(f"{BASE_URL}/audio/speech").respond(
+        200, content=b"not audio"
+    )
     job = plan(settings)[AssetKind.WORD]
     result = await make_runner(settings, tmp_path).run(job)
     assert result.status is Status.ERROR
     assert result.reason == "bad_response"
     assert route.call_count == 3
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # noqa: ASYNC240
 
 
 async def test_transient_500_then_success(
@@ -163,7 +178,12 @@ async def test_transient_500_then_success(
 async def test_moderation_block_is_not_retried(
     httpx2_mock: respx.Router, settings: Settings, tmp_path: Path
 ) -> None:
-    error = {"error": {"message": "Rejected by the safety system", "code": "moderation_blocked"}}
+    error = {
+        "error": {
+            "message": "Rejected by the safety system",
+            "code": "moderation_blocked",
+        }
+    }
     route = httpx2_mock.post(f"{BASE_URL}/images/generations").respond(400, json=error)
     result = await make_runner(settings, tmp_path).run(plan(settings)[AssetKind.IMAGE])
     assert result.status is Status.ERROR
@@ -175,7 +195,9 @@ async def test_moderation_block_is_not_retried(
 async def test_unauthorized_stops_the_run(
     httpx2_mock: respx.Router, settings: Settings, tmp_path: Path
 ) -> None:
-    error = {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}
+    error = {
+        "error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}
+    }
     route = httpx2_mock.post(f"{BASE_URL}/audio/speech").respond(401, json=error)
     runner = make_runner(settings, tmp_path)
     result = await runner.run(plan(settings)[AssetKind.WORD])
@@ -195,7 +217,9 @@ async def test_mock_really_intercepts(settings: Settings, tmp_path: Path) -> Non
             await make_runner(settings, tmp_path).run(plan(settings)[AssetKind.WORD])
 
 
-def test_shutdown_warning_only_for_real_providers(caplog: pytest.LogCaptureFixture) -> None:
+def test_shutdown_warning_only_for_real_providers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     build_request_template(Settings(provider="local"))
     assert "shutdown" not in caplog.text
     build_request_template(Settings(provider="openai"))

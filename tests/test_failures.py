@@ -29,25 +29,63 @@ def status_error(
 @pytest.mark.parametrize(
     ("status", "code", "message", "kind", "reason"),
     [
-        (429, "rate_limit_exceeded", "Rate limit reached", FailureKind.TRANSIENT, "rate_limited"),
-        (429, "insufficient_quota", "You exceeded your current quota", FailureKind.FATAL,
-         "insufficient_quota"),
-        (429, "rate_limit_exceeded", "Limit: 0 / min. Please try again", FailureKind.FATAL,
-         "rate_limit_zero"),
+        (
+            429,
+            "rate_limit_exceeded",
+            "Rate limit reached",
+            FailureKind.TRANSIENT,
+            "rate_limited",
+        ),
+        (
+            429,
+            "insufficient_quota",
+            "You exceeded your current quota",
+            FailureKind.FATAL,
+            "insufficient_quota",
+        ),
+        (
+            429,
+            "rate_limit_exceeded",
+            "Limit: 0 / min. Please try again",
+            FailureKind.FATAL,
+            "rate_limit_zero",
+        ),
         (500, None, "server error", FailureKind.TRANSIENT, "http_500"),
         (503, None, "overloaded", FailureKind.TRANSIENT, "http_503"),
         (408, None, "timeout", FailureKind.TRANSIENT, "http_408"),
         (409, None, "conflict", FailureKind.TRANSIENT, "http_409"),
-        (400, "moderation_blocked", "Your request was rejected by the safety system",
-         FailureKind.JOB, "moderation_blocked"),
-        (400, "content_policy_violation", "blocked", FailureKind.JOB, "content_policy_violation"),
+        (
+            400,
+            "moderation_blocked",
+            "Your request was rejected by the safety system",
+            FailureKind.JOB,
+            "moderation_blocked",
+        ),
+        (
+            400,
+            "content_policy_violation",
+            "blocked",
+            FailureKind.JOB,
+            "content_policy_violation",
+        ),
         (400, "invalid_value", "Invalid value for size", FailureKind.JOB, "http_400"),
         (413, None, "too large", FailureKind.JOB, "http_413"),
         (401, "invalid_api_key", "Incorrect API key", FailureKind.FATAL, "http_401"),
         (403, None, "Project may not use this model", FailureKind.FATAL, "http_403"),
-        (404, "model_not_found", "The model 'x' does not exist", FailureKind.FATAL,
-         "model_not_found"),
-        (404, None, "Invalid URL (POST /v1/nope)", FailureKind.FATAL, "endpoint_not_found"),
+        (
+            404,
+            "model_not_found",
+            "The model 'x' does not exist",
+            FailureKind.FATAL,
+            "model_not_found",
+        ),
+        (
+            404,
+            None,
+            "Invalid URL (POST /v1/nope)",
+            FailureKind.FATAL,
+            "endpoint_not_found",
+        ),
     ],
 )
 def test_status_policy(
@@ -83,13 +121,22 @@ def test_retry_after_headers() -> None:
     assert parse_retry_after(both) == 0.25
     assert parse_retry_after(httpx2.Headers({"retry-after": "soon"})) is None
     assert parse_retry_after(httpx2.Headers()) is None
-    failure = classify(status_error(429, "rate_limit_exceeded", "slow", {"retry-after": "3"}))
+    failure = classify(
+        status_error(429, "rate_limit_exceeded", "slow", {"retry-after": "3"})
+    )
     assert failure.retry_after_s == 3.0
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("1s", 1.0), ("6m0s", 360.0), ("120ms", 0.12), ("1m1.5s", 61.5), ("", None), ("x", None)],
+    [
+        ("1s", 1.0),
+        ("6m0s", 360.0),
+        ("120ms", 0.12),
+        ("1m1.5s", 61.5),
+        ("", None),
+        ("x", None),
+    ],
 )
 def test_reset_durations(text: str, seconds: float | None) -> None:
     assert parse_reset_duration(text) == seconds

@@ -22,13 +22,21 @@ def write_dictionary(path: Path, entries: int) -> Path:
         writer.writerow(["id", "uuid", "word", "pos", "level", "definition"])
         for number in range(1, entries + 1):
             writer.writerow(
-                [number, f"entry-{number:05d}", f"word{number}", "noun", "A1",
-                 f"definition number {number} of the test dictionary"]
+                [
+                    number,
+                    f"entry-{number:05d}",
+                    f"word{number}",
+                    "noun",
+                    "A1",
+                    f"definition number {number} of the test dictionary",
+                ]
             )
     return path
 
 
-def make_settings(server: FakeOpenAI, tmp_path: Path, entries: int, **options: object) -> Settings:
+def make_settings(
+    server: FakeOpenAI, tmp_path: Path, entries: int, **options: object
+) -> Settings:
     values: dict[str, object] = {
         "dictionary": write_dictionary(tmp_path / "dictionary.csv", entries),
         "outdir": tmp_path / "out",
@@ -52,7 +60,9 @@ def assert_all_files_valid(report: BuildReport, outdir: Path) -> None:
 
 
 async def test_retry_after_is_obeyed(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
-    fake_openai.inject("429_rate_limit", lane="audio", match="word1", retry_after_s=2, times=1)
+    fake_openai.inject(
+        "429_rate_limit", lane="audio", match="word1", retry_after_s=2, times=1
+    )
     settings = make_settings(fake_openai, tmp_path, 1, images=False)
     report = await run(settings)
     word_requests = [r for r in fake_openai.requests if r.text == "word1"]
@@ -64,7 +74,9 @@ async def test_retry_after_is_obeyed(fake_openai: FakeOpenAI, tmp_path: Path) ->
     assert report.lanes["audio"]["rate_limited"] == 1
 
 
-async def test_insufficient_quota_stops_the_run(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+async def test_insufficient_quota_stops_the_run(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
     fake_openai.inject("429_quota", times=None)
     settings = make_settings(fake_openai, tmp_path, 50, concurrency=4)
     report = await run(settings)
@@ -76,8 +88,12 @@ async def test_insufficient_quota_stops_the_run(fake_openai: FakeOpenAI, tmp_pat
     assert not [p for p in settings.outdir.iterdir() if p.name.endswith(TEMP_SUFFIX)]
 
 
-async def test_moderation_block_fails_one_image(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
-    fake_openai.inject("400_moderation", lane="images", match="definition number 3 ", times=None)
+async def test_moderation_block_fails_one_image(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.inject(
+        "400_moderation", lane="images", match="definition number 3 ", times=None
+    )
     settings = make_settings(fake_openai, tmp_path, 10)
     report = await run(settings)
     errors = report.errors
@@ -86,7 +102,9 @@ async def test_moderation_block_fails_one_image(fake_openai: FakeOpenAI, tmp_pat
     assert errors[0].reason == "moderation_blocked"
     assert errors[0].file == "image_entry-00003_3.png"
     assert report.count(status=Status.SUCCESS) == 29
-    blocked = [r for r in fake_openai.requests if r.lane == "images" and r.status == 400]
+    blocked = [
+        r for r in fake_openai.requests if r.lane == "images" and r.status == 400
+    ]
     assert len(blocked) == 1
     lines = (settings.outdir / "errors.jsonl").read_text().splitlines()
     assert len(lines) == 1
@@ -110,7 +128,9 @@ async def test_half_body_retried_without_partial_file(
     fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     fake_openai.inject("half_body", lane="audio", match="word2", times=1)
-    settings = make_settings(fake_openai, tmp_path, 3, images=False, max_retry_wait_s=0.1)
+    settings = make_settings(
+        fake_openai, tmp_path, 3, images=False, max_retry_wait_s=0.1
+    )
     report = await run(settings)
     assert_all_files_valid(report, settings.outdir)
     word2 = [r for r in fake_openai.requests if r.text == "word2"]
@@ -122,7 +142,12 @@ async def test_stall_hits_the_deadline_and_retries(
 ) -> None:
     fake_openai.inject("stall", lane="audio", match="word1", times=1)
     settings = make_settings(
-        fake_openai, tmp_path, 2, images=False, audio_timeout_s=1.0, max_retry_wait_s=0.1
+        fake_openai,
+        tmp_path,
+        2,
+        images=False,
+        audio_timeout_s=1.0,
+        max_retry_wait_s=0.1,
     )
     report = await run(settings)
     assert_all_files_valid(report, settings.outdir)
@@ -151,7 +176,9 @@ async def test_slow_image_lane_does_not_stall_audio(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fault", ["401", "403", "404_model"])
-async def test_account_failures_stop(fake_openai: FakeOpenAI, tmp_path: Path, fault: str) -> None:
+async def test_account_failures_stop(
+    fake_openai: FakeOpenAI, tmp_path: Path, fault: str
+) -> None:
     fake_openai.inject(fault, times=None)
     settings = make_settings(fake_openai, tmp_path, 20, concurrency=3)
     report = await run(settings)
@@ -165,8 +192,12 @@ async def test_retry_wait_frees_the_slot(tmp_path: Path) -> None:
     # must get the slot. Three images of 0.3 s each outlast the first audio
     # request whichever lane starts first.
     with FakeOpenAI(latency_s=0.3) as server:
-        server.inject("429_rate_limit", lane="audio", match="word1", retry_after_s=2, times=1)
-        settings = make_settings(server, tmp_path, 3, concurrency=1, max_retry_wait_s=2.0)
+        server.inject(
+            "429_rate_limit", lane="audio", match="word1", retry_after_s=2, times=1
+        )
+        settings = make_settings(
+            server, tmp_path, 3, concurrency=1, max_retry_wait_s=2.0
+        )
         report = await run(settings)
         word1 = [r for r in server.requests if r.text == "word1"]
         images = [r.started_s for r in server.requests if r.lane == "images"]
