@@ -433,7 +433,9 @@ class Build:
                 self.report.sample_prompts.append(job.text)
         if result.status is Status.ERROR:
             self._log_error(job, result)
-        else:
+        elif logger.isEnabledFor(logging.INFO):
+            # Checked first because the arguments cost more than the check,
+            # once per file even when every file is skipped.
             logger.info(
                 "%s %s (%s)", job.ref, result.status.value, result.reason or job.file
             )
