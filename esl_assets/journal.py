@@ -181,8 +181,8 @@ ADOPTED_COLUMNS = (
     "voice",
 )
 #: The writer's staging table of adopted rows. It is a temporary table, so it
-#: lives in a file of its own that SQLite deletes when the connection closes
-#: or the process dies.
+#: lives in SQLite's temporary storage, not in the journal file, and goes
+#: away with the connection.
 CREATE_ADOPTED = (
     f"CREATE TEMP TABLE IF NOT EXISTS adopted ({', '.join(ADOPTED_COLUMNS)})"
 )
@@ -192,7 +192,7 @@ STAGE_ADOPTED = (
     + " FROM json_each(?)"
 )
 # Sorting by file inserts into the jobs B-tree in key order. ``file_bytes``
-# and ``file_created`` are Python functions that the writer registers; they
+# and ``file_created`` are Python functions that the writer registers, which
 # read the file's size and modification time. ``WHERE true`` keeps the parser
 # from reading ``ON CONFLICT`` as a join constraint.
 MERGE_ADOPTED = (

@@ -15,12 +15,12 @@ come last. So adopted rows take a path that leaves the writer thread idle
 while the lanes plan: the loop thread appends them, as JSON, to an unnamed
 temporary file (``_Spool``). When every lane has planned all its jobs, or
 when the run closes, the writer loads the file into a temporary table and
-merges that into ``jobs`` in file-name order, in one transaction. A writer
-that took the same rows in batches of 500 while the lanes planned delayed
-the first request of a 300,000-file build from about 9 s to 14 to 28 s
-(``benchmarks/run.py resume``), because the two threads passed the GIL back
-and forth for every file. A run killed before the merge loses only these
-rows, and the next run adopts the same files again.
+merges that into ``jobs`` in file-name order, in one transaction. While a
+writer took the same rows in batches of 500 as the lanes planned, the first
+request of a build over 297,000 such files came after 14 to 28 s instead of
+about 9 s (``benchmarks/run.py resume``), because the two threads passed the
+GIL back and forth for every file. A run killed before the merge loses only
+these rows, and the next run adopts the same files again.
 
 It also decides, from the journal state loaded once at the start, whether a
 file on disk changed since it was made (``changed``) and whether a job that

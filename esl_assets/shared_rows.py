@@ -19,14 +19,14 @@ from .rows import RejectedRow, Row
 Item = Row | RejectedRow
 
 #: Rows the fastest reader may be ahead of the slowest before the slowest
-#: leaves the shared stream (a buffered row takes about 600 bytes).
+#: leaves the shared stream (each buffered row takes an estimated 600 bytes).
 MAX_LEAD_ROWS = 20_000
 
 
 class SharedRows:
     """A row stream that several readers consume at their own pace.
 
-    ``open_rows`` starts a new pass over the same rows; it is called once
+    ``open_rows`` starts a new pass over the same rows. It is called once
     for the shared stream and once for each reader that falls behind.
     """
 
@@ -119,8 +119,9 @@ class SharedRows:
             self._start += 1
 
     def _close_source(self) -> None:
-        # Close the reader now, in this thread: a SQLite reader must not be
-        # finalized by the garbage collector in another thread.
+        # Close the reader now and in this thread. Left to the garbage
+        # collector, a SQLite reader may be finalized in another thread,
+        # where sqlite3 raises ProgrammingError.
         source, self._source = self._source, None
         close = getattr(source, "close", None)
         if close is not None:

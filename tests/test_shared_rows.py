@@ -44,13 +44,13 @@ def test_lagging_reader_reads_again_from_its_position() -> None:
     source = CountingSource(make_rows(30))
     shared = SharedRows(source, 2, max_lead=5)
     slow = shared.reader(1)
-    taken = [next(slow), next(slow)]
+    slow_rows = [next(slow), next(slow)]
     fast = list(shared.reader(0))
     assert fast == source.rows
     assert source.passes == 1
     assert shared.lead(0) == 0
-    taken += list(slow)
-    assert taken == source.rows
+    slow_rows += list(slow)
+    assert slow_rows == source.rows
     assert source.passes == 2
 
 
