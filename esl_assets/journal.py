@@ -168,6 +168,43 @@ SAVE_FILE = _upsert(_JOB_COLUMNS[1:])
 #: A result without a new file: the file columns keep their values.
 SAVE_RESULT = _upsert(tuple(c for c in _JOB_COLUMNS[1:] if c not in _FILE_COLUMNS))
 
+#: Columns of a file on disk that the journal did not know (an adopted file).
+ADOPTED_COLUMNS = (
+    "file",
+    "kind",
+    "uuid",
+    "word",
+    "definition_id",
+    "definition",
+    "fingerprint",
+    "model",
+    "voice",
+)
+#: The writer's staging table of adopted rows. It is a temporary table, so it
+#: lives in SQLite's temporary storage, not in the journal file, and goes
+#: away with the connection.
+CREATE_ADOPTED = (
+    f"CREATE TEMP TABLE IF NOT EXISTS adopted ({', '.join(ADOPTED_COLUMNS)})"
+)
+STAGE_ADOPTED = (
+    "INSERT INTO temp.adopted SELECT "
+    + ", ".join(f"value ->> {i}" for i in range(len(ADOPTED_COLUMNS)))
+    + " FROM json_each(?)"
+)
+# Sorting by file inserts into the jobs B-tree in key order. ``file_bytes``
+# and ``file_created`` are Python functions that the writer registers, which
+# read the file's size and modification time. ``WHERE true`` keeps the parser
+# from reading ``ON CONFLICT`` as a join constraint.
+MERGE_ADOPTED = (
+    f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) "
+    "SELECT file, kind, uuid, word, definition_id, definition, 'skipped',"
+    " 'exists', 0, NULL, NULL, NULL, 0.0, NULL, fingerprint, fingerprint,"
+    " file_bytes(file), model, voice, file_created(file), :updated_at, :run_id"
+    " FROM temp.adopted WHERE true ORDER BY file"
+    " ON CONFLICT (file) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _JOB_COLUMNS[1:])
+)
+
 # A row is "clean" when the file on disk matches the job's last result. Only
 # rows that are not clean are loaded into memory with their status.
 _CLEAN = (

@@ -1,8 +1,9 @@
 """The local build: plan jobs from a dictionary and run them concurrently.
 
-Each lane (audio, images) reads the dictionary in its own pass and keeps a
-bounded window of jobs in progress. So memory does not grow with the size of
-the dictionary, and a slow image lane cannot starve the audio lane. One
+Each lane (audio, images) plans its jobs from one shared pass over the
+dictionary (``shared_rows.py``) and keeps a bounded window of jobs in
+progress. So memory does not grow with the size of the dictionary, and a
+slow image lane cannot starve the audio lane. One
 failing job never cancels the others. An account-level failure stops new
 requests and lets the ones in flight end.
 
@@ -34,6 +35,7 @@ from .planner import Planner, RequestTemplate, build_request_template
 from .report import DRYRUN_PROMPT_SAMPLES, BuildReport
 from .rows import RejectedRow, Row
 from .settings import Settings, without_credentials
+from .shared_rows import SharedRows
 from .storage import prepare_outdir, remove_own_temp_files, remove_stale_temp_files
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,9 @@ WINDOW_PER_SLOT = 4
 #: A lane lets other tasks and signal handlers run after this many jobs in a
 #: row that needed no request (files already on disk).
 YIELD_EVERY_SETTLED = 256
+#: A lane this many rows ahead of the other in the shared dictionary pass
+#: yields after every job that needed no request, so the other catches up.
+MAX_LANE_LEAD_ROWS = 2_000
 #: Journal batches waiting for the writer thread before planning pauses. A
 #: build that only skips files records them faster than SQLite commits, and
 #: an unbounded backlog held about 1 KB per job (300 MB at 300,000 files).
@@ -189,15 +194,13 @@ class Build:
             resumed_from=self._resumed_from,
         )
         self.observers.append(self._journal)
+        lanes = lane_kinds(self.settings)
+        rows = SharedRows(lambda: read_rows(self.settings), len(lanes))
         ending = "returned"
         try:
             async with asyncio.TaskGroup() as group:
-                for index, (name, kinds) in enumerate(
-                    lane_kinds(self.settings).items()
-                ):
-                    group.create_task(
-                        self._run_lane(runner, name, kinds, record_rejects=index == 0)
-                    )
+                for index, (name, kinds) in enumerate(lanes.items()):
+                    group.create_task(self._run_lane(runner, name, kinds, rows, index))
         except asyncio.CancelledError:
             ending = "cancelled"
             raise
@@ -279,8 +282,8 @@ class Build:
         runner: JobRunner,
         name: str,
         kinds: frozenset[AssetKind],
-        *,
-        record_rejects: bool,
+        rows: SharedRows,
+        index: int,
     ) -> None:
         assert self._template is not None
         planner = Planner(self.settings, self._template, kinds)
@@ -290,12 +293,12 @@ class Build:
         # When the lane is cancelled, the task group cancels the jobs in
         # progress and waits for them, so no job outlives a cancelled build.
         async with asyncio.TaskGroup() as jobs:
-            for item in planner.plan(read_rows(self.settings)):
+            for item in planner.plan(rows.reader(index)):
                 if self.state.stop.is_set():
                     planned_all = False
                     break
                 if isinstance(item, RejectedRow):
-                    if record_rejects:
+                    if index == 0:
                         self._reject(item)
                     continue
                 self._notify_planned(item)
@@ -303,7 +306,10 @@ class Build:
                 if result is not None:
                     self._record(item, result)
                     settled += 1
-                    if settled % YIELD_EVERY_SETTLED == 0:
+                    if (
+                        settled % YIELD_EVERY_SETTLED == 0
+                        or rows.lead(index) > MAX_LANE_LEAD_ROWS
+                    ):
                         await self._let_others_run()
                     continue
                 await window.acquire()
@@ -427,7 +433,9 @@ class Build:
                 self.report.sample_prompts.append(job.text)
         if result.status is Status.ERROR:
             self._log_error(job, result)
-        else:
+        elif logger.isEnabledFor(logging.INFO):
+            # Checked first because the arguments cost more than the check,
+            # once per file even when every file is skipped.
             logger.info(
                 "%s %s (%s)", job.ref, result.status.value, result.reason or job.file
             )

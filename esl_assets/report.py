@@ -44,7 +44,11 @@ class BuildReport:
 
     def add(self, result: JobResult) -> None:
         self.results.append(result)
-        self._counts.setdefault(result.kind, Counter())[result.status] += 1
+        # Runs once per job, so no Counter is built unless the kind is new.
+        counts = self._counts.get(result.kind)
+        if counts is None:
+            counts = self._counts[result.kind] = Counter()
+        counts[result.status] += 1
 
     def count(self, kind: AssetKind | None = None, status: Status | None = None) -> int:
         """Count results of one kind and/or status (None means any)."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import sqlite3
 import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -165,6 +168,127 @@ def test_kill_then_rerun_requests_only_missing(
         else:
             assert total[key] == number, key
     assert temp_files(outdir) == []
+
+
+# -- files on disk that the journal does not know
+
+#: Run the CLI, but block the writer thread inside the merge of adopted
+#: files: the first size lookup creates the marker file and sleeps.
+BLOCKED_MERGE_CLI = """
+import pathlib, sys, time
+from esl_assets import journal_recorder
+from esl_assets.cli import main
+
+marker = pathlib.Path(sys.argv.pop(1))
+original = journal_recorder._FileStats.size
+
+def size(self, file):
+    marker.touch()
+    time.sleep(600)
+    return original(self, file)
+
+journal_recorder._FileStats.size = size
+sys.exit(main())
+"""
+
+
+def build_quietly(dictionary: Path, outdir: Path, fake: FakeOpenAI) -> None:
+    result = run_cli(
+        "build",
+        str(dictionary),
+        "--outdir",
+        str(outdir),
+        "--base-url",
+        fake.base_url,
+        "-v",
+        "0",
+        cwd=dictionary.parent,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def manifest_by_file(outdir: Path) -> dict[str, dict[str, Any]]:
+    listed = run_cli("manifest", "--outdir", str(outdir), "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    return {asset["file"]: asset for asset in json.loads(listed.stdout)["assets"]}
+
+
+def test_files_without_journal_listed_in_manifest(
+    fake_openai: FakeOpenAI, dictionary: Path, outdir: Path
+) -> None:
+    build_quietly(dictionary, outdir, fake_openai)
+    shutil.rmtree(journal_path(outdir).parent)
+    fake_openai.reset_records()
+
+    build_quietly(dictionary, outdir, fake_openai)
+
+    assert fake_openai.count() == 0
+    assets = manifest_by_file(outdir)
+    jobs = planned_jobs(dictionary)
+    assert set(assets) == {job.file for job in jobs}
+    for job in jobs:
+        asset = assets[job.file]
+        assert asset["status"] == "skipped", job.file
+        assert asset["reason"] == "exists", job.file
+        assert asset["fingerprint"] == job.fingerprint, job.file
+        assert asset["bytes"] == (outdir / job.file).stat().st_size, job.file
+        assert asset["created"] is not None, job.file
+        assert asset["word"] == job.word, job.file
+
+
+def test_kill_during_adoption_then_rerun(
+    fake_openai: FakeOpenAI, dictionary: Path, outdir: Path, tmp_path: Path
+) -> None:
+    build_quietly(dictionary, outdir, fake_openai)
+    shutil.rmtree(journal_path(outdir).parent)
+    fake_openai.reset_records()
+    marker = tmp_path / "merging"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            BLOCKED_MERGE_CLI,
+            str(marker),
+            "build",
+            str(dictionary),
+            "--outdir",
+            str(outdir),
+            "--base-url",
+            fake_openai.base_url,
+            "-v",
+            "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=cli_environment(),
+        cwd=dictionary.parent,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and process.poll() is None:
+            assert time.monotonic() < deadline, "the merge never started"
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    assert marker.exists()
+
+    with sqlite3.connect(journal_path(outdir)) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        recorded = connection.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+    assert recorded == 0
+    leftovers = {path.name for path in journal_path(outdir).parent.iterdir()}
+    assert leftovers <= {"journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"}
+
+    build_quietly(dictionary, outdir, fake_openai)
+
+    assert fake_openai.count() == 0
+    assets = manifest_by_file(outdir)
+    jobs = planned_jobs(dictionary)
+    assert set(assets) == {job.file for job in jobs}
+    for job in jobs:
+        assert assets[job.file]["fingerprint"] == job.fingerprint, job.file
+        assert assets[job.file]["status"] == "skipped", job.file
 
 
 # -- --resume
