@@ -58,18 +58,30 @@ BUSY_TIMEOUT_S = 30.0
 BLOCKED_REASONS = frozenset(
     {"moderation_blocked", "content_policy_violation", "content_filter"}
 )
-#: Failure reasons of the account or of the run, not of the job: the next run
-#: sends these jobs again without ``--retry-failed``.
-RUN_LEVEL_REASONS = frozenset(
-    {
-        "stopped",
-        "insufficient_quota",
-        "rate_limit_zero",
-        "http_401",
-        "http_403",
-        "model_not_found",
-    }
+#: Client-side refusals of one job: they fail again, without a request,
+#: for the same text and settings.
+_JOB_REASONS = frozenset({"too_long", "unsafe_file_name"})
+#: 4xx statuses that say nothing against the job itself: key, permission,
+#: endpoint, timeout, conflict and rate limit.
+_NOT_JOB_STATUSES = frozenset(
+    {"http_401", "http_403", "http_404", "http_408", "http_409", "http_429"}
 )
+
+
+def failure_repeats(reason: str | None) -> bool:
+    """Return whether a job that failed for ``reason`` would fail again as sent.
+
+    That is a refusal of the job itself: a content-policy block, another 4xx
+    about the request (400, 413, 422) or a text the API cannot take. A plain
+    build does not resend such a job (``failed_before``). Connection errors,
+    timeouts, 5xx, 429s, account errors and stopped runs say nothing against
+    the job, so the next build sends it again.
+    """
+    if reason is None:
+        return False
+    if reason in BLOCKED_REASONS or reason in _JOB_REASONS:
+        return True
+    return reason.startswith("http_4") and reason not in _NOT_JOB_STATUSES
 #: Reason of a job skipped because it failed in an earlier run.
 FAILED_BEFORE = "failed_before"
 #: Reason of a job whose file on disk was made from other text or settings.
@@ -423,16 +435,20 @@ class Journal:
         text); failed ones have an error from the job itself as last result.
         """
         marks = ", ".join("?" for _ in kinds)
-        run_level = ", ".join(f"'{reason}'" for reason in sorted(RUN_LEVEL_REASONS))
+        names = [kind.value for kind in kinds]
         row = self.connection.execute(
-            "SELECT"
-            " SUM(file_fingerprint IS NOT NULL OR status != 'error'),"
-            f" SUM(file_fingerprint IS NULL AND status = 'error'"
-            f" AND reason NOT IN ({run_level}))"
+            "SELECT SUM(file_fingerprint IS NOT NULL OR status != 'error')"
             f" FROM jobs WHERE kind IN ({marks})",
-            [kind.value for kind in kinds],
+            names,
         ).fetchone()
-        return int(row[0] or 0), int(row[1] or 0)
+        failures = self.connection.execute(
+            "SELECT reason, COUNT(*) FROM jobs"
+            " WHERE file_fingerprint IS NULL AND status = 'error'"
+            f" AND kind IN ({marks}) GROUP BY reason",
+            names,
+        )
+        failed = sum(count for reason, count in failures if failure_repeats(reason))
+        return int(row[0] or 0), failed
 
     def assets(self) -> Iterator[dict[str, Any]]:
         """Yield every job row, ordered by entry, definition and kind."""
@@ -491,16 +507,20 @@ class KnownFiles:
         return recorded is not None and recorded != _short(job.fingerprint)
 
     def earlier_failure(self, job: Job) -> str | None:
-        """Return why ``job`` failed last time, if its fingerprint is the same."""
+        """Return why ``job`` failed last time, if that failure would repeat.
+
+        Only a failure of the same fingerprint whose reason passes
+        ``failure_repeats`` counts; other failed jobs are sent again.
+        """
         state = self.states.get(job.file)
         if state is None:
             return None
         status, reason, fingerprint = state
         if status != Status.ERROR.value or fingerprint != job.fingerprint:
             return None
-        if reason in RUN_LEVEL_REASONS:
+        if not failure_repeats(reason):
             return None
-        return reason or "error"
+        return reason
 
 
 def _short(fingerprint: str) -> int:

@@ -264,8 +264,23 @@ def test_changed_row_keeps_file_fingerprint(settings: Settings) -> None:
 @pytest.mark.parametrize(
     ("reason", "retry_failed", "retry_blocked", "skipped"),
     [
-        ("http_500", False, False, True),
-        ("http_500", True, False, False),
+        ("http_400", False, False, True),
+        ("http_400", True, False, False),
+        ("http_422", False, False, True),
+        ("too_long", False, False, True),
+        ("http_500", False, False, False),
+        ("http_503", False, False, False),
+        ("connection", False, False, False),
+        ("timeout", False, False, False),
+        ("bad_response", False, False, False),
+        ("rate_limited", False, False, False),
+        ("http_429", False, False, False),
+        ("http_404", False, False, False),
+        ("endpoint_not_found", False, False, False),
+        ("stopped", False, False, False),
+        ("write_failed", False, False, False),
+        ("moderation_blocked", False, False, True),
+        ("content_policy_violation", True, False, True),
         ("moderation_blocked", True, False, True),
         ("moderation_blocked", True, True, False),
         ("moderation_blocked", False, True, True),
@@ -382,7 +397,10 @@ def test_resume_point_counts(settings: Settings) -> None:
     done = plan(settings, make_row(1))
     failed = plan(settings, make_row(2))[AssetKind.WORD]
     results = [(job, success(job)) for job in done.values()]
-    results.append((failed, failure(failed, "http_500")))
+    results.append((failed, failure(failed, "http_400")))
+    # A 500 is sent again by the next run, so it counts as still to do.
+    retried = plan(settings, make_row(3))[AssetKind.WORD]
+    results.append((retried, failure(retried, "http_500")))
     recorder = JournalRecorder.open(settings.outdir, settings, kinds_of(settings))
     for job, result in results:
         recorder.on_result(job, result)
@@ -395,7 +413,7 @@ def test_resume_point_counts(settings: Settings) -> None:
     assert point.done == len(done)
     assert point.failed == 1
     assert point.planned == len(results) + 4
-    assert point.remaining == 4
+    assert point.remaining == 5
     assert point.planned_all is False
 
 

@@ -455,20 +455,34 @@ def test_retry_failed_skips_blocked_until_asked(
     }
     fake_openai.reset_records()
 
-    code, data, stderr = build_json(dictionary, outdir, fake_openai)
-    assert code == 0, stderr
-    assert data["failed_before"] == 2
-    assert fake_openai.count() == 0
-
-    fake_openai.reset()
-    code, data, stderr = build_json(dictionary, outdir, fake_openai, "--retry-failed")
-    assert code == 0, stderr
+    # A 500 says nothing against the job, so a plain build sends it again;
+    # the refused image is not sent.
+    code, data, stderr = build_json(
+        dictionary, outdir, fake_openai, "--max-attempts", "1"
+    )
+    assert code == 1, stderr
     assert [(r.lane, r.text) for r in fake_openai.requests] == [
         ("audio", audio_job.text)
     ]
     assert data["failed_before"] == 1
     assert results_by_file(data)[image_job.file]["reason"] == "failed_before"
+
+    fake_openai.reset()
+    fake_openai.inject("400_moderation", lane="images", match=image_text, times=None)
+    code, data, stderr = build_json(dictionary, outdir, fake_openai)
+    assert code == 0, stderr
+    assert [(r.lane, r.text) for r in fake_openai.requests] == [
+        ("audio", audio_job.text)
+    ]
+    assert data["failed_before"] == 1
     fake_openai.reset_records()
+
+    code, data, stderr = build_json(dictionary, outdir, fake_openai, "--retry-failed")
+    assert code == 0, stderr
+    assert fake_openai.count() == 0
+    assert data["failed_before"] == 1
+    assert results_by_file(data)[image_job.file]["reason"] == "failed_before"
+    fake_openai.reset()
 
     code, data, stderr = build_json(
         dictionary, outdir, fake_openai, "--retry-failed", "--retry-blocked"
