@@ -61,7 +61,7 @@ BLOCKED_REASONS = frozenset(
 #: Client-side refusals of one job: they fail again, without a request,
 #: for the same text and settings.
 _JOB_REASONS = frozenset({"too_long", "unsafe_file_name"})
-#: 4xx statuses that say nothing against the job itself: key, permission,
+#: 4xx statuses that are not about the job itself: key, permission,
 #: endpoint, timeout, conflict and rate limit.
 _NOT_JOB_STATUSES = frozenset(
     {"http_401", "http_403", "http_404", "http_408", "http_409", "http_429"}
@@ -74,7 +74,7 @@ def failure_repeats(reason: str | None) -> bool:
     That is a refusal of the job itself: a content-policy block, another 4xx
     about the request (400, 413, 422) or a text the API cannot take. A plain
     build does not resend such a job (``failed_before``). Connection errors,
-    timeouts, 5xx, 429s, account errors and stopped runs say nothing against
+    timeouts, 5xx, 429s, account errors and stopped runs are not about
     the job, so the next build sends it again.
     """
     if reason is None:
@@ -82,6 +82,8 @@ def failure_repeats(reason: str | None) -> bool:
     if reason in BLOCKED_REASONS or reason in _JOB_REASONS:
         return True
     return reason.startswith("http_4") and reason not in _NOT_JOB_STATUSES
+
+
 #: Reason of a job skipped because it failed in an earlier run.
 FAILED_BEFORE = "failed_before"
 #: Reason of a job whose file on disk was made from other text or settings.
