@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 #: First backoff step in seconds; attempt n waits up to BASE * 2**(n-1).
 BACKOFF_BASE_S = 1.0
+#: Failed connections, with no response at all yet, after which a run stops
+#: as unreachable (at least this many, and at least twice --concurrency).
+UNREACHABLE_AFTER = 10
 
 
 def precheck(job: Job) -> JobResult | None:
@@ -72,6 +75,10 @@ class RunState:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     #: The failure that stopped the run, if an account-level one did.
     fatal: Failure | None = None
+    #: HTTP responses of any status received, and requests that could not
+    #: connect: a run with many of the latter and none of the former stops.
+    responses: int = 0
+    connection_failures: int = 0
 
 
 class JobRunner:
@@ -198,9 +205,13 @@ class JobRunner:
                 failure = classify(error)
             except TypeError:
                 raise error from None
+            if failure.reason == "connection":
+                return self._connection_failed(failure)
+            self.state.responses += 1
             if failure.is_rate_limit:
                 lane.record_rate_limit(failure.retry_after_s)
             return failure
+        self.state.responses += 1
         lane.stats.latencies_s.append(time.monotonic() - sent)
         problem = content_problem(generated.data, job.file)
         if problem is not None:
@@ -210,6 +221,20 @@ class JobRunner:
         lane.record_success()
         _observe_rate_headers(lane, generated.headers)
         return generated
+
+    def _connection_failed(self, failure: Failure) -> Failure:
+        """Count a failed connection, and stop the run if no response ever came."""
+        state = self.state
+        state.connection_failures += 1
+        threshold = max(UNREACHABLE_AFTER, 2 * self.settings.concurrency)
+        if state.responses or state.connection_failures < threshold:
+            return failure
+        return Failure(
+            FailureKind.FATAL,
+            "unreachable",
+            f"{state.connection_failures} connection attempts failed and no "
+            f"response came back. The last: {failure.message}",
+        )
 
     async def _wait_before_retry(
         self, job: Job, lane: Lane, failure: Failure, attempt: int

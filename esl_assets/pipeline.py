@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -475,12 +476,37 @@ def first_error(
     return None
 
 
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+
+
+def unreachable_message(failure: Failure, settings: Settings) -> str:
+    """Return the message for an API that could not be reached, with what to check."""
+    address = without_credentials(settings.base_url) or "https://api.openai.com/v1"
+    message = (
+        f"Stopped: could not connect to the API at {address}. {failure.message}. "
+        "Check --base-url (or OPENAI_BASE_URL) and the network, then run again."
+    )
+    proxies = [
+        name
+        for name in PROXY_VARIABLES
+        if os.environ.get(name) or os.environ.get(name.lower())
+    ]
+    if proxies:
+        message += (
+            f" {', '.join(proxies)} is set, so requests go through a proxy; for a "
+            "server on this machine or network, add its host to NO_PROXY."
+        )
+    return message
+
+
 def account_error_message(failure: Failure, settings: Settings) -> str:
     """Say what stopped the run and what the user should do about it."""
     detail = (
         f"HTTP {failure.status_code} {failure.error_code or failure.reason}: "
         f"{failure.message}"
     )
+    if failure.reason == "unreachable":
+        return unreachable_message(failure, settings)
     if failure.reason == "insufficient_quota":
         action = (
             "Stopped: your OpenAI quota or budget is used up. Add credit or raise "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import sqlite3
 import subprocess
 from collections import Counter
@@ -168,3 +170,43 @@ def test_missing_dictionary_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "nope.csv" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def closed_port() -> int:
+    """Return a loopback port that nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_unreachable_api_stops_the_run(tmp_path: Path) -> None:
+    base_url = f"http://127.0.0.1:{closed_port()}/v1"
+    result = run_cli(
+        "build", str(SAMPLE), "--outdir", str(tmp_path), "--base-url", base_url,
+        "--limit", "40", "--json",
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    report = json.loads(result.stdout)
+    assert f"could not connect to the API at {base_url}" in report["fatal_message"]
+    assert "Check --base-url" in report["fatal_message"]
+    # It stopped early: most planned jobs were never sent.
+    assert report["not_run"] > 0
+    assert report["requests"] < 40
+
+
+def test_unreachable_api_names_the_proxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")
+    result = run_cli(
+        "build", str(SAMPLE), "--outdir", str(tmp_path),
+        "--base-url", "http://127.0.0.1:9/v1", "--limit", "10",
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    output = " ".join((result.stdout + result.stderr).split())
+    assert "could not connect to the API at http://127.0.0.1:9/v1" in output
+    assert "HTTP_PROXY is set" in output
+    assert "add its host to NO_PROXY" in output

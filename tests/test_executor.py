@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import httpx
+import httpx2
 import pytest
 import respx
 from openai import AsyncOpenAI
 
-from esl_assets.executor import JobRunner, RunState
+from esl_assets.executor import UNREACHABLE_AFTER, JobRunner, RunState
 from esl_assets.jobs import AssetKind, Job, Status
 from esl_assets.lanes import Lane
 from esl_assets.planner import Planner, build_request_template
@@ -231,3 +232,43 @@ def test_retired_model_rejected_even_offline() -> None:
 
     with pytest.raises(ConfigurationError, match="gpt-image-2.5"):
         build_request_template(Settings(provider="local", image_model="gpt-image-1"))
+
+
+async def test_connection_failures_without_any_response_stop_the_run(
+    httpx2_mock: respx.Router, settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.replace(max_attempts=1)
+    route = httpx2_mock.post(f"{BASE_URL}/audio/speech").mock(
+        side_effect=httpx2.ConnectError("refused")
+    )
+    runner = make_runner(settings, tmp_path)
+    job = plan(settings)[AssetKind.WORD]
+    for _ in range(UNREACHABLE_AFTER - 1):
+        result = await runner.run(job)
+        assert result.reason == "connection"
+    assert runner.state.fatal is None
+
+    result = await runner.run(job)
+    assert result.reason == "unreachable"
+    assert runner.state.stop.is_set()
+    assert runner.state.fatal is not None
+    assert runner.state.fatal.reason == "unreachable"
+    assert route.call_count == UNREACHABLE_AFTER
+
+
+async def test_connection_failures_after_a_response_do_not_stop(
+    httpx2_mock: respx.Router, settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.replace(max_attempts=1)
+    route = httpx2_mock.post(f"{BASE_URL}/audio/speech")
+    route.side_effect = [httpx.Response(200, content=ADTS)] + [
+        httpx2.ConnectError("refused")
+    ] * (2 * UNREACHABLE_AFTER)
+    runner = make_runner(settings, tmp_path)
+    jobs = plan(settings)
+    assert (await runner.run(jobs[AssetKind.WORD])).status is Status.SUCCESS
+    for _ in range(2 * UNREACHABLE_AFTER):
+        result = await runner.run(jobs[AssetKind.SHORTDEF])
+        assert result.reason == "connection"
+    assert runner.state.fatal is None
+    assert not runner.state.stop.is_set()
