@@ -364,3 +364,29 @@ def test_100k_rows_stream(tmp_path: Path) -> None:
 
     assert count == 100_000
     assert last_id == "100000"
+
+
+def test_unclosed_quote_names_the_lost_lines(tmp_path: Path) -> None:
+    path = tmp_path / "quote.csv"
+    path.write_text(
+        "word,definition,pos\n"
+        "cat,a small animal,noun\n"
+        'dog,"a dog,noun\n'
+        "cow,a farm animal,noun\n"
+        "pig,a pink animal,noun\n",
+        "utf-8",
+    )
+    items = read_all(path)
+    assert [type(item).__name__ for item in items] == ["Row", "RejectedRow"]
+    rejected = items[1]
+    assert isinstance(rejected, RejectedRow)
+    assert rejected.reason == RejectReason.BAD_CSV
+    assert "quoted field is not closed" in rejected.message
+    assert "lines 3 to 5" in rejected.message
+
+
+def test_quoted_line_break_with_right_field_count_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "multiline.csv"
+    path.write_text('word,definition\ndog,"a loyal\nanimal"\ncow,a farm animal\n')
+    rows = only_rows(read_all(path))
+    assert [row.word for row in rows] == ["dog", "cow"]

@@ -89,6 +89,9 @@ def _read_records(
             continue
 
         origin = f"{path.name} line {record_start}"
+        if len(record) != header_size and record_end > record_start:
+            yield _unclosed_quote_row(origin, record_start, record_end, record, columns)
+            continue
         if len(record) != header_size:
             yield _field_count_row(origin, record, header_size, columns)
             continue
@@ -127,6 +130,27 @@ def _field_count_row(
             f"{origin}: the row has {len(record)} fields but the header has "
             f"{header_size}; quote fields that contain the delimiter and add "
             f"empty fields for missing values (row starts {record[:3]!r})."
+        ),
+        uuid=_cell(record, columns, "uuid"),
+        definition_id=_cell(record, columns, "definition_id"),
+    )
+
+
+def _unclosed_quote_row(
+    origin: str, start: int, end: int, record: list[str], columns: dict[str, int]
+) -> RejectedRow:
+    # A quoted field may hold line breaks, so a quote that is never closed
+    # takes the following lines into this row, and their rows are lost.
+    # NOTE: when the swallowed text leaves the row with as many fields as the
+    # header (an unclosed quote in the last column), the row is accepted.
+    return RejectedRow(
+        origin=origin,
+        reason=RejectReason.BAD_CSV,
+        message=(
+            f"{origin}: a quoted field is not closed, so lines {start} to {end} "
+            f"were read as one row of {len(record)} fields and the rows on "
+            "them were not read. Close the quote, or write a quote inside a "
+            'quoted field as "", then run again.'
         ),
         uuid=_cell(record, columns, "uuid"),
         definition_id=_cell(record, columns, "definition_id"),
