@@ -284,7 +284,7 @@ def _progress_line(status: QueueStatus) -> str:
         f"queue {status.queue}: {status.pending_total} pending, {status.in_flight} "
         f"in flight, done {counts['success']}, skipped {counts['skipped']}, "
         f"failed {counts['error']}, dead {counts['dead']}, "
-        f"{status.finished_last_minute}/min, ETA {_duration(eta)}, "
+        f"{status.rate_per_min}/min, ETA {_duration(eta)}, "
         f"{status.workers_alive} worker(s)"
     )
 

@@ -32,6 +32,7 @@ from esl_assets.queue import (
     read_status,
     redact_url,
 )
+from esl_assets.queue.status import RATE_WINDOW_S, QueueStatus, _finished_since
 from esl_assets.queue_commands import queue_status
 from esl_assets.rows import Row
 from esl_assets.settings import Settings
@@ -649,7 +650,28 @@ async def test_status_counts_workers_and_claims(
     data = status.to_dict()
     assert data["pending"] == len(jobs) - 2
     assert data["done"] == 1
-    assert data["rate_per_min"] == 1
+    # One job finished this second: the rate is over about one second, not
+    # over a minute of which most has not happened yet.
+    assert 1.0 <= status.rate_window_s <= 2.0
+    assert data["rate_per_min"] == round(60 / status.rate_window_s)
+
+
+def test_rate_before_the_first_minute_is_over_the_time_so_far() -> None:
+    per_second = {"1000": "100", "1002": "100", "1004": "40", "900": "7"}
+    finished, first = _finished_since(per_second, 1005.0 - RATE_WINDOW_S)
+    assert finished == 240
+    assert first == 1000
+    status = QueueStatus(
+        queue="q",
+        pending={"audio": 480},
+        counts={},
+        known=720,
+        workers=[],
+        finished_last_minute=finished,
+        rate_window_s=5.0,
+    )
+    assert status.rate_per_min == 2880
+    assert status.eta_s == pytest.approx(10.0)
 
 
 def test_queue_status_command_prints_json(

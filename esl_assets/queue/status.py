@@ -66,6 +66,9 @@ class QueueStatus:
     known: int
     workers: list[WorkerStatus]
     finished_last_minute: int
+    #: Seconds the rate is measured over: the last minute, or less when the
+    #: first job of that minute finished less than a minute ago.
+    rate_window_s: float = RATE_WINDOW_S
 
     @property
     def pending_total(self) -> int:
@@ -81,7 +84,11 @@ class QueueStatus:
 
     @property
     def rate_per_s(self) -> float:
-        return self.finished_last_minute / RATE_WINDOW_S
+        return self.finished_last_minute / self.rate_window_s
+
+    @property
+    def rate_per_min(self) -> int:
+        return round(self.rate_per_s * 60)
 
     @property
     def eta_s(self) -> float | None:
@@ -106,7 +113,7 @@ class QueueStatus:
             "dead": self.counts.get("dead", 0),
             "dryrun": self.counts.get("dryrun", 0),
             "known": self.known,
-            "rate_per_min": self.finished_last_minute,
+            "rate_per_min": self.rate_per_min,
             "eta_s": round(eta, 1) if eta is not None else None,
             "workers_alive": self.workers_alive,
             "workers": [worker.to_dict() for worker in self.workers],
@@ -141,13 +148,19 @@ async def read_status(queue: JobQueue) -> QueueStatus:
         for i, worker_id in enumerate(worker_ids)
     ]
     counts = {outcome: int(counts_raw.get(outcome, 0)) for outcome in OUTCOMES}
+    finished, first_second = _finished_since(per_second, now_s - RATE_WINDOW_S)
+    window_s = float(RATE_WINDOW_S)
+    if first_second is not None:
+        # Jobs finish within a bucket's second, so count the first one whole.
+        window_s = min(window_s, max(1.0, now_s - first_second))
     return QueueStatus(
         queue=keys.name,
         pending=pending,
         counts=counts,
         known=int(known),
         workers=workers,
-        finished_last_minute=_finished_since(per_second, now_s - RATE_WINDOW_S),
+        finished_last_minute=finished,
+        rate_window_s=window_s,
     )
 
 
@@ -176,6 +189,13 @@ def _worker_status(
     )
 
 
-def _finished_since(per_second: dict[str, str], since_s: float) -> int:
-    # A bucket counts when its whole second lies inside the window.
-    return sum(int(n) for second, n in per_second.items() if int(second) >= since_s)
+def _finished_since(
+    per_second: dict[str, str], since_s: float
+) -> tuple[int, int | None]:
+    """Return the jobs finished since ``since_s`` and the first such second.
+
+    A bucket counts when its whole second lies inside the window.
+    """
+    seconds = [int(second) for second in per_second if int(second) >= since_s]
+    finished = sum(int(per_second[str(second)]) for second in seconds)
+    return finished, min(seconds) if seconds else None
