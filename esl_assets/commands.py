@@ -247,6 +247,8 @@ def print_plan(report: BuildReport, counter: PlanCounter) -> None:
         )
     for prompt in report.sample_prompts:
         console.print(f"Image prompt: {prompt}", markup=False)
+    if report.fatal_message:
+        console.print(report.fatal_message, style="bold red", markup=False)
 
 
 def _plan_row(report: BuildReport, kind: AssetKind) -> list[int]:

@@ -361,6 +361,20 @@ class Build:
                     len(missing),
                     ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""),
                 )
+        report = self.report
+        if (
+            not report.results
+            and report.rejected
+            and not report.not_run
+            and not report.excluded
+        ):
+            report.unusable_input = True
+            report.fatal_message = (
+                f"No usable entry in {self.settings.dictionary}: all "
+                f"{len(report.rejected)} row(s) were rejected, the first as "
+                f"{report.rejected[0].message} See the README's input formats "
+                "for the fields each entry needs, then run again."
+            )
         if (
             not self.report.results
             and not self.report.rejected

@@ -33,6 +33,8 @@ class BuildReport:
     outcome: str = "complete"
     #: What to do after an account-level failure.
     fatal_message: str | None = None
+    #: True when the dictionary gave no usable row at all (exit code 2).
+    unusable_input: bool = False
     #: Dry run: characters that would be spoken, and the first image prompts.
     characters_to_speak: int = 0
     sample_prompts: list[str] = field(default_factory=list)
@@ -98,6 +100,8 @@ class BuildReport:
             return 130
         if self.outcome == "stopped":
             return 3
+        if self.unusable_input:
+            return 2
         return 1 if self.errors else 0
 
     def status_dicts(self) -> list[dict[str, Any]]:

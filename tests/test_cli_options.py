@@ -285,3 +285,27 @@ def test_manifest_names_the_offline_engine(tmp_path: Path) -> None:
     models = {row["kind"]: row["model"] for row in assets}
     assert models["word"] == "local:espeak-ng"
     assert models["image"] == "local:card"
+
+
+@pytest.mark.parametrize("command", ["build", "plan"])
+def test_input_without_any_usable_row_exits_2(tmp_path: Path, command: str) -> None:
+    dictionary = tmp_path / "object.json"
+    dictionary.write_text('{"hello": "world"}', "utf-8")
+    result = run_cli(
+        command, str(dictionary), "--provider", "local",
+        "--outdir", str(tmp_path / "o"), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    output = " ".join((result.stdout + result.stderr).split())
+    assert "No usable entry in" in output
+    assert "all 1 row(s) were rejected" in output
+    assert "the word is missing or empty" in output
+
+
+def test_selection_that_matches_nothing_still_exits_0(tmp_path: Path) -> None:
+    result = run_cli(
+        "build", str(DATA / "sample.csv"), "--provider", "local",
+        "--outdir", str(tmp_path / "o"), "--level", "Z9", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "No usable entry" not in result.stdout + result.stderr
