@@ -120,6 +120,28 @@ def default_sigint_handler() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def loop_like_sigint_handler() -> Iterator[list[int]]:
+    """Give SIGINT a handler that only records the signal, and yield the record.
+
+    asyncio.Runner's own handler only schedules a cancellation, which a
+    blocked loop never runs. pytest-asyncio's runner installs it only when
+    SIGINT has Python's default handler, and a job started in the background
+    (as CI may run this suite) ignores SIGINT instead, so the test sets a
+    handler of that kind itself.
+    """
+    received: list[int] = []
+
+    def record(number: int, frame: object) -> None:
+        received.append(number)
+
+    previous = signal.signal(signal.SIGINT, record)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def interrupt_main_thread_when_in_flight(fake: FakeOpenAI) -> threading.Thread:
     """Send SIGINT to the main thread once a request waits at the held server."""
 
@@ -287,12 +309,16 @@ async def test_build_interrupted_inside_running_loop(
 ) -> None:
     outdir = tmp_path / "out"
     fake_openai.hold()
-    # The SIGINT handler is the one of the asyncio.Runner that runs this test,
-    # which only cancels the test's task; build() replaces it while it waits.
-    sender = interrupt_main_thread_when_in_flight(fake_openai)
-    with pytest.raises(KeyboardInterrupt):
-        esl_assets.build(SAMPLE, outdir=outdir, **fake_options(fake_openai, limit=6))
-    sender.join()
+    # build() must replace a handler that would only record the signal.
+    with loop_like_sigint_handler() as received:
+        sender = interrupt_main_thread_when_in_flight(fake_openai)
+        with pytest.raises(KeyboardInterrupt):
+            esl_assets.build(
+                SAMPLE, outdir=outdir, **fake_options(fake_openai, limit=6)
+            )
+        sender.join()
+        assert received == []
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
 
     # build() returned only after the worker thread ended.
     assert build_threads_alive() == []
@@ -407,6 +433,10 @@ import logging
 import signal
 import sys
 import threading
+
+# A process started from a background job inherits an ignored SIGINT; give
+# it Python's default handler, as a script run from a terminal has.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 sys.path.insert(0, sys.argv[1])
 from fake_openai import FakeOpenAI
