@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,9 +112,17 @@ class Settings:
                 f"Known settings: {', '.join(sorted(known))}."
             )
         values: dict[str, Any] = _environment_values()
-        values.update({k: v for k, v in options.items() if v is not None})
-        settings = cls(**_coerce(values))
-        settings.validate()
+        option_values = {k: v for k, v in options.items() if v is not None}
+        from_environment = set(values) - set(option_values)
+        values.update(option_values)
+        try:
+            settings = cls(**_coerce(values))
+            settings.validate()
+        except ConfigurationError as error:
+            source = _environment_source(str(error), from_environment)
+            if source is None:
+                raise
+            raise ConfigurationError(f"{error} {source}") from None
         return settings
 
     def replace(self, **changes: Any) -> Settings:
@@ -221,6 +230,24 @@ def load_environment(dotenv_path: Path | None = None) -> None:
     from dotenv import load_dotenv
 
     load_dotenv(dotenv_path or Path.cwd() / ".env", override=False)
+
+
+def _environment_source(message: str, names: set[str]) -> str | None:
+    """Name the variable behind a rejected setting that no option gave.
+
+    Messages name a setting by its field (``concurrency``) or its option
+    (``--concurrency``, ``--grace`` for ``grace_s``), so both are looked for.
+    """
+    for variable, name in ENVIRONMENT_SETTINGS.items():
+        if name not in names:
+            continue
+        option = "--" + name.removesuffix("_s").replace("_", "-")
+        if re.search(rf"(?<![\w-]){re.escape(option)}\b|\b{name}\b", message):
+            return (
+                f"The value comes from {variable} in the environment or a .env "
+                "file; correct it there."
+            )
+    return None
 
 
 def _environment_values() -> dict[str, Any]:

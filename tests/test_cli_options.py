@@ -309,3 +309,27 @@ def test_selection_that_matches_nothing_still_exits_0(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "No usable entry" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2"])
+def test_bad_environment_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("ESL_ASSETS_CONCURRENCY", value)
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_options()
+    message = str(caught.value)
+    assert "ESL_ASSETS_CONCURRENCY" in message
+    assert "environment or a .env file" in message
+
+
+def test_bad_option_does_not_blame_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ESL_ASSETS_CONCURRENCY", "4")
+    monkeypatch.setenv("ESL_ASSETS_AUDIO_VOICE", "nova")
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_options(concurrency=0)
+    message = str(caught.value)
+    assert "--concurrency 0" in message
+    assert "ESL_ASSETS_" not in message
