@@ -192,8 +192,8 @@ class JobRunner:
         sent = time.monotonic()
         lane.stats.requests += 1
         try:
-            # The SDK timeouts bound each phase; this deadline also bounds a
-            # server that trickles a body slowly enough to dodge them.
+            # The httpx2 timeouts bound each phase, and this deadline also
+            # bounds a server that trickles a body slowly enough to dodge them.
             async with asyncio.timeout(_total_deadline_s(timeout)):
                 generated = await api.generate(job, http_timeout=timeout)
         except BadResponseError as error:

@@ -11,9 +11,9 @@ cores, load average about 2), this backend cut the CPU per request from
 
 Here the socket's reader stays on for the life of the connection and
 ``data_received`` fills a buffer. A read takes from the buffer and waits only
-when it is empty, and "is this idle connection readable" is answered from
-the buffer and the end-of-stream flag without a system call. Reading pauses
-only when the buffer holds more than ``HIGH_WATER`` bytes.
+when it is empty. Whether an idle connection is readable comes from the
+buffer and the end-of-stream flag, without a system call. Reading pauses
+only when the buffer contains more than ``HIGH_WATER`` bytes.
 
 ``install_backend`` puts the backend into an ``httpx2.AsyncHTTPTransport``.
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import httpcore2
@@ -217,6 +217,31 @@ class _Stream(httpcore2.AsyncNetworkStream):
         return None
 
 
+async def _open(
+    connection: Awaitable[tuple[asyncio.BaseTransport, _Protocol]],
+    address: str,
+    timeout: float | None,
+    socket_options: Iterable[Any] | None,
+) -> _Stream:
+    """Await ``connection`` within ``timeout`` and wrap it as a stream."""
+    try:
+        async with asyncio.timeout(timeout):
+            transport, protocol = await connection
+    except TimeoutError:
+        raise httpcore2.ConnectTimeout(
+            f"Connecting to {address} took more than {timeout:g} s."
+        ) from None
+    except OSError as error:
+        raise httpcore2.ConnectError(str(error)) from error
+    # asyncio has already set TCP_NODELAY on a TCP socket.
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        for option in socket_options or ():
+            sock.setsockopt(*option)
+    assert isinstance(transport, asyncio.Transport)
+    return _Stream(transport, protocol)
+
+
 class AsyncioBackend(httpcore2.AsyncNetworkBackend):
     """Opens TCP connections as asyncio protocols for httpcore2's pool."""
 
@@ -230,24 +255,8 @@ class AsyncioBackend(httpcore2.AsyncNetworkBackend):
     ) -> httpcore2.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         local = (local_address, 0) if local_address else None
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_connection(
-                    _Protocol, host, port, local_addr=local
-                )
-        except TimeoutError:
-            raise httpcore2.ConnectTimeout(
-                f"Connecting to {host}:{port} took more than {timeout:g} s."
-            ) from None
-        except OSError as error:
-            raise httpcore2.ConnectError(str(error)) from error
-        # asyncio has already set TCP_NODELAY on the socket.
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            for option in socket_options or ():
-                sock.setsockopt(*option)
-        assert isinstance(transport, asyncio.Transport)
-        return _Stream(transport, protocol)
+        connection = loop.create_connection(_Protocol, host, port, local_addr=local)
+        return await _open(connection, f"{host}:{port}", timeout, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -256,17 +265,10 @@ class AsyncioBackend(httpcore2.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore2.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_unix_connection(_Protocol, path)
-        except TimeoutError:
-            raise httpcore2.ConnectTimeout(
-                f"Connecting to {path} took more than {timeout:g} s."
-            ) from None
-        except OSError as error:
-            raise httpcore2.ConnectError(str(error)) from error
-        assert isinstance(transport, asyncio.Transport)
-        return _Stream(transport, protocol)
+        connection = loop.create_unix_connection(_Protocol, path)
+        # NOTE: socket_options are not applied to Unix sockets here, although
+        # httpcore2's anyio backend applies them.
+        return await _open(connection, path, timeout, ())
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -278,7 +280,7 @@ def install_backend(transport: httpx2.AsyncHTTPTransport) -> bool:
     httpx2 does not take a network backend as an argument, so this sets the
     pool's attribute before the pool opens its first connection. If a later
     httpx2 renames it, the transport keeps httpcore2's default backend, which
-    is correct but slower, and a debug line says so.
+    is correct but slower, and a debug line reports it.
     """
     pool = getattr(transport, "_pool", None)
     if not isinstance(pool, httpcore2.AsyncConnectionPool) or not hasattr(

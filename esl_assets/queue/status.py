@@ -196,6 +196,7 @@ def _finished_since(
 
     A bucket counts when its whole second lies inside the window.
     """
-    seconds = [int(second) for second in per_second if int(second) >= since_s]
-    finished = sum(int(per_second[str(second)]) for second in seconds)
-    return finished, min(seconds) if seconds else None
+    buckets = [(int(second), int(count)) for second, count in per_second.items()]
+    inside = [(second, count) for second, count in buckets if second >= since_s]
+    finished = sum(count for _, count in inside)
+    return finished, min((second for second, _ in inside), default=None)
