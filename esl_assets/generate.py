@@ -8,7 +8,7 @@ loop of 10,000 speech requests to the fake server (2 cores, openai 3.60),
 the SDK's ``with_raw_response.create`` took 1.34 ms of CPU per request and
 a plain ``httpx2.AsyncClient.post`` 0.67 ms. The bodies of these two
 endpoints are plain JSON objects. A response other than 2xx becomes the
-SDK's own exception class, so ``failures.classify`` sees what the SDK would
+SDK's own exception class, so ``failures.classify`` gets what the SDK would
 have raised (tests/test_generate.py compares both for every status class).
 """
 

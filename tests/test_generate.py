@@ -42,7 +42,7 @@ def make_client(**options: Any) -> openai.AsyncOpenAI:
     )
 
 
-async def test_speech_request_carries_the_sdk_headers_and_the_key(
+async def test_speech_request_headers(
     httpx2_mock: respx.Router,
 ) -> None:
     route = httpx2_mock.post(f"{BASE_URL}/audio/speech").respond(200, content=b"ID3aa")
@@ -192,7 +192,7 @@ async def test_errors_match_what_the_sdk_raises(
     assert ours.value.response.headers["retry-after"] == "7"
 
 
-async def test_error_body_that_is_not_json_is_kept_as_text(
+async def test_error_text_body_kept(
     httpx2_mock: respx.Router,
 ) -> None:
     httpx2_mock.post(f"{BASE_URL}/audio/speech").respond(502, content=b"Bad gateway\n")
@@ -216,7 +216,7 @@ async def test_transport_errors_reach_the_caller_unchanged(
         )
 
 
-def test_a_client_without_an_httpx2_pool_is_refused() -> None:
+def test_asset_api_rejects_other_client() -> None:
     class Stub:
         _client = object()
 

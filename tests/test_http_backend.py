@@ -295,7 +295,7 @@ def recording_stream() -> tuple[_Stream, _Protocol, RecordingTransport]:
     return _Stream(transport, protocol), protocol, transport
 
 
-async def test_request_head_and_body_go_out_in_one_write() -> None:
+async def test_stream_sends_request_once() -> None:
     stream, protocol, transport = recording_stream()
     await stream.write(b"POST / HTTP/1.1\r\n\r\n")
     await stream.write(b"body")
@@ -305,7 +305,7 @@ async def test_request_head_and_body_go_out_in_one_write() -> None:
     assert transport.sent == [b"POST / HTTP/1.1\r\n\r\nbody"]
 
 
-async def test_large_write_is_sent_without_waiting_for_a_read() -> None:
+async def test_stream_sends_large_write_early() -> None:
     stream, _, transport = recording_stream()
     await stream.write(b"h" * 10)
     await stream.write(b"b" * COALESCE_LIMIT)

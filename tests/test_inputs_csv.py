@@ -385,7 +385,7 @@ def test_unclosed_quote_names_the_lost_lines(tmp_path: Path) -> None:
     assert "lines 3 to 5" in rejected.message
 
 
-def test_quoted_line_break_with_right_field_count_is_kept(tmp_path: Path) -> None:
+def test_quoted_line_break_kept(tmp_path: Path) -> None:
     path = tmp_path / "multiline.csv"
     path.write_text('word,definition\ndog,"a loyal\nanimal"\ncow,a farm animal\n')
     rows = only_rows(read_all(path))

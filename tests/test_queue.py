@@ -656,7 +656,7 @@ async def test_status_counts_workers_and_claims(
     assert data["rate_per_min"] == round(60 / status.rate_window_s)
 
 
-def test_rate_before_the_first_minute_is_over_the_time_so_far() -> None:
+def test_rate_in_first_minute() -> None:
     per_second = {"1000": "100", "1002": "100", "1004": "40", "900": "7"}
     finished, first = _finished_since(per_second, 1005.0 - RATE_WINDOW_S)
     assert finished == 240

@@ -455,8 +455,8 @@ def test_retry_failed_skips_blocked_until_asked(
     }
     fake_openai.reset_records()
 
-    # A 500 says nothing against the job, so a plain build sends it again;
-    # the refused image is not sent.
+    # A 500 is not about the job, so a plain build sends it again. The
+    # refused image is not sent.
     code, data, stderr = build_json(
         dictionary, outdir, fake_openai, "--max-attempts", "1"
     )
