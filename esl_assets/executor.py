@@ -25,11 +25,11 @@ from .lanes import Lane
 from .models import MAX_IMAGE_PROMPT_CHARS, MAX_SPEECH_CHARS
 from .settings import Settings
 from .storage import (
+    FileWriter,
     check_file_name,
     confined_path,
     content_problem,
     existing_file_problem,
-    write_atomic,
 )
 
 logger = logging.getLogger(__name__)
@@ -102,12 +102,16 @@ class JobRunner:
             "audio": _timeout(settings.audio_timeout_s, settings.connect_timeout_s),
             "images": _timeout(settings.image_timeout_s, settings.connect_timeout_s),
         }
+        self._deadlines_s = {
+            name: _total_deadline_s(timeout) for name, timeout in self._timeouts.items()
+        }
         self._api = (
             AssetApi(client, card_fields=settings.provider == "local")
             if client is not None
             else None
         )
         self._outdir_text = str(outdir)
+        self._writer = FileWriter()
 
     async def run(self, job: Job, *, force: bool = False) -> JobResult:
         """Run ``job`` to a result; ``force`` regenerates a valid existing file."""
@@ -172,6 +176,12 @@ class JobRunner:
 
     async def _attempt(self, job: Job, lane: Lane) -> Generated | Failure:
         stopped = Failure(FailureKind.FATAL, "stopped", "The run was stopped.")
+        api = self._api
+        if api is None:
+            raise RuntimeError("JobRunner.client is None outside a dry run")
+        # Built before the job waits for a slot, so that a freed slot goes
+        # straight to sending.
+        request = api.request_for(job, self._timeouts[job.lane])
         await lane.acquire()
         try:
             if self.state.stop.is_set():
@@ -180,24 +190,26 @@ class JobRunner:
                 # The stop may have come while this job waited for a slot.
                 if self.state.stop.is_set():
                     return stopped
-                return await self._request(job, lane)
+                outcome = await self._request(api, request, job, lane)
         finally:
             await lane.release()
+        if isinstance(outcome, Failure):
+            return outcome
+        # The request is over. Let the job that took the slot send its
+        # request before this one decodes the body and writes the file.
+        await asyncio.sleep(0)
+        return _decoded(api, job, outcome)
 
-    async def _request(self, job: Job, lane: Lane) -> Generated | Failure:
-        timeout = self._timeouts[job.lane]
-        api = self._api
-        if api is None:
-            raise RuntimeError("JobRunner.client is None outside a dry run")
+    async def _request(
+        self, api: AssetApi, request: httpx2.Request, job: Job, lane: Lane
+    ) -> httpx2.Response | Failure:
         sent = time.monotonic()
         lane.stats.requests += 1
         try:
             # The httpx2 timeouts bound each phase, and this deadline also
             # bounds a server that trickles a body slowly enough to dodge them.
-            async with asyncio.timeout(_total_deadline_s(timeout)):
-                generated = await api.generate(job, http_timeout=timeout)
-        except BadResponseError as error:
-            return Failure(FailureKind.TRANSIENT, "bad_response", str(error))
+            async with asyncio.timeout(self._deadlines_s[job.lane]):
+                response = await api.send(request)
         except TimeoutError:
             return Failure(FailureKind.TRANSIENT, "timeout", "The request timed out.")
         except Exception as error:  # noqa: BLE001 - classify() re-raises unknown types
@@ -213,14 +225,9 @@ class JobRunner:
             return failure
         self.state.responses += 1
         lane.stats.latencies_s.append(time.monotonic() - sent)
-        problem = content_problem(generated.data, job.file)
-        if problem is not None:
-            return Failure(
-                FailureKind.TRANSIENT, "bad_response", f"The returned file {problem}."
-            )
         lane.record_success()
-        _observe_rate_headers(lane, generated.headers)
-        return generated
+        _observe_rate_headers(lane, response.headers)
+        return response
 
     def _connection_failed(self, failure: Failure) -> Failure:
         """Count a failed connection, and stop the run if no response ever came."""
@@ -262,7 +269,7 @@ class JobRunner:
         self, job: Job, path: Path, generated: Generated, attempts: int, started: float
     ) -> JobResult:
         try:
-            await write_atomic(path, generated.data)
+            await self._writer.write(path, generated.data)
         except OSError as error:
             return self._error(
                 job,
@@ -324,6 +331,20 @@ class JobRunner:
             attempts=attempts,
             ref=job.ref,
         )
+
+
+def _decoded(api: AssetApi, job: Job, response: httpx2.Response) -> Generated | Failure:
+    """Return the asset in a 2xx response, or the failure to retry."""
+    try:
+        generated = api.decode(job, response)
+    except BadResponseError as error:
+        return Failure(FailureKind.TRANSIENT, "bad_response", str(error))
+    problem = content_problem(generated.data, job.file)
+    if problem is not None:
+        return Failure(
+            FailureKind.TRANSIENT, "bad_response", f"The returned file {problem}."
+        )
+    return generated
 
 
 def _timeout(total_s: float, connect_s: float) -> httpx2.Timeout:

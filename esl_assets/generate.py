@@ -88,44 +88,37 @@ class AssetApi:
 
     async def generate(self, job: Job, *, http_timeout: httpx2.Timeout) -> Generated:
         """Send the job's request and return the asset's bytes."""
+        response = await self.send(self.request_for(job, http_timeout))
+        return self.decode(job, response)
+
+    def request_for(self, job: Job, http_timeout: httpx2.Timeout) -> httpx2.Request:
+        """Build the job's request, ready for ``send``."""
         if job.kind is AssetKind.IMAGE:
-            return await self._generate_image(job, http_timeout)
-        body = {"input": job.text, **job.params}
-        response = await self._post(
-            self._speech_url, self._speech_headers, body, http_timeout
-        )
-        return Generated(data=response.content, headers=response.headers)
-
-    async def _generate_image(
-        self, job: Job, http_timeout: httpx2.Timeout
-    ) -> Generated:
-        body: dict[str, Any] = {"prompt": job.text, **job.params}
-        if self._card_fields:
-            body["esl_card"] = {
-                "word": job.word,
-                "pos": job.pos,
-                "definition": job.definition,
-                "level": job.level,
-            }
-        response = await self._post(
-            self._image_url, self._image_headers, body, http_timeout
-        )
-        return _image_from(response)
-
-    async def _post(
-        self,
-        url: httpx2.URL,
-        headers: httpx2.Headers,
-        body: dict[str, Any],
-        http_timeout: httpx2.Timeout,
-    ) -> httpx2.Response:
-        request = httpx2.Request(
+            url, headers = self._image_url, self._image_headers
+            body: dict[str, Any] = {"prompt": job.text, **job.params}
+            if self._card_fields:
+                body["esl_card"] = {
+                    "word": job.word,
+                    "pos": job.pos,
+                    "definition": job.definition,
+                    "level": job.level,
+                }
+        else:
+            url, headers = self._speech_url, self._speech_headers
+            body = {"input": job.text, **job.params}
+        return httpx2.Request(
             "POST",
             url,
             headers=headers,
             content=json.dumps(body, ensure_ascii=False).encode(),
             extensions={"timeout": http_timeout.as_dict()},
         )
+
+    async def send(self, request: httpx2.Request) -> httpx2.Response:
+        """Send ``request``, read the whole body and give the connection back.
+
+        A response other than 2xx raises the SDK's exception for its status.
+        """
         if self._transport is None:
             response = await self._http.send(request)
         else:
@@ -138,6 +131,13 @@ class AssetApi:
         if not response.is_success:
             raise status_error(response)
         return response
+
+    @staticmethod
+    def decode(job: Job, response: httpx2.Response) -> Generated:
+        """Return the asset in a successful response to the job's request."""
+        if job.kind is AssetKind.IMAGE:
+            return _image_from(response)
+        return Generated(data=response.content, headers=response.headers)
 
 
 def _transport_for(

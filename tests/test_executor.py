@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
@@ -13,6 +14,7 @@ import respx
 from openai import AsyncOpenAI
 
 from esl_assets.executor import UNREACHABLE_AFTER, JobRunner, RunState
+from esl_assets.generate import AssetApi, Generated
 from esl_assets.jobs import AssetKind, Job, Status
 from esl_assets.lanes import Lane
 from esl_assets.planner import Planner, build_request_template
@@ -174,6 +176,43 @@ async def test_transient_500_then_success(
     assert result.status is Status.SUCCESS
     assert result.attempts == 2
     assert route.call_count == 2
+
+
+async def test_freed_slot_sends_before_the_body_is_decoded(
+    httpx2_mock: respx.Router,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With one slot, the second job must send its request as soon as the
+    # first response is in, before the first job decodes it.
+    events: list[tuple[str, str]] = []
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        events.append(("sent", json.loads(request.content)["input"]))
+        return httpx.Response(200, content=ADTS)
+
+    def decode(job: Job, response: httpx2.Response) -> Generated:
+        events.append(("decoded", job.text))
+        return original_decode(job, response)
+
+    original_decode = AssetApi.decode
+    monkeypatch.setattr(AssetApi, "decode", staticmethod(decode))
+    httpx2_mock.post(f"{BASE_URL}/audio/speech").mock(side_effect=respond)
+    settings = settings.replace(concurrency=1)
+    runner = make_runner(settings, tmp_path)
+    jobs = plan(settings)
+    word, shortdef = jobs[AssetKind.WORD], jobs[AssetKind.SHORTDEF]
+
+    results = await asyncio.gather(runner.run(word), runner.run(shortdef))
+
+    assert [result.status for result in results] == [Status.SUCCESS] * 2
+    assert events == [
+        ("sent", word.text),
+        ("sent", shortdef.text),
+        ("decoded", word.text),
+        ("decoded", shortdef.text),
+    ]
 
 
 async def test_moderation_block_is_not_retried(
