@@ -13,7 +13,9 @@ Order of checks for each API request:
 3. an injected fault (``inject()``), else a random one (``fault_rate``),
 4. 400 or 404 from request validation,
 5. 429 from the per-lane requests-per-minute limiter,
-6. ``latency_s`` (plus jitter), then the generated audio or image.
+6. the generated audio or image, sent ``latency_s`` (plus jitter) after the
+   request was read, or after ``hold()`` let it through; the server's own
+   work counts as part of that time.
 
 Latency also delays the 500, 503, moderation, ``reset`` and ``half_body``
 faults, because the real service fails those after working on the request.
@@ -1538,8 +1540,11 @@ class FakeOpenAI:
             event = self._release_event
             if event is not None:
                 await event.wait()
+                arrived_s = time.monotonic()
+            else:
+                arrived_s = record.started_s
 
-            outcome = await self._build_outcome(request, record, body_error)
+            outcome = await self._build_outcome(request, record, body_error, arrived_s)
         except BaseException:
             self._finish_record(record, None, None)
             raise
@@ -1585,6 +1590,7 @@ class FakeOpenAI:
         request: _HttpRequest,
         record: RecordedRequest,
         body_error: _ApiError | None,
+        arrived_s: float,
     ) -> _Response | str:
         """Return the response to send, or the transport fault "reset" or "stall"."""
         if record.lane == "other":
@@ -1597,25 +1603,29 @@ class FakeOpenAI:
         fault, retry_after_s = self._take_fault(record)
         record.fault = fault
         if fault is not None and fault != "half_body":
-            return await self._fault_outcome(record, fault, retry_after_s)
+            return await self._fault_outcome(record, fault, retry_after_s, arrived_s)
 
         try:
             if body_error is not None:
                 raise body_error
 
-            return await self._generate(record)
+            return await self._generate(record, arrived_s)
         except _ApiError as error:
             return _error_response(error)
 
     async def _fault_outcome(
-        self, record: RecordedRequest, fault: str, retry_after_s: float | None
+        self,
+        record: RecordedRequest,
+        fault: str,
+        retry_after_s: float | None,
+        arrived_s: float,
     ) -> _Response | str:
         logger.debug("Injecting fault %s into request %s", fault, record.request_id)
         if fault == "stall":
             return fault
 
         if fault not in _NO_LATENCY_FAULTS:
-            await self._sleep_latency()
+            await self._sleep_latency(arrived_s)
 
         if fault == "reset":
             return fault
@@ -1638,28 +1648,34 @@ class FakeOpenAI:
 
         return None, None
 
-    async def _sleep_latency(self) -> None:
+    async def _sleep_latency(self, arrived_s: float) -> None:
+        """Wait until the latency has passed since ``arrived_s``.
+
+        The server's own work since then is part of the latency, so the
+        response leaves as close to ``latency_s`` after the request's arrival
+        as the event loop's timer allows (it wakes up to 1 ms late).
+        """
         delay_s = self.latency_s
         if self.latency_jitter_s > 0:
             delay_s += self._jitter_rng.uniform(0.0, self.latency_jitter_s)
 
         if delay_s > 0:
-            await asyncio.sleep(delay_s)
+            await asyncio.sleep(arrived_s + delay_s - time.monotonic())
 
-    async def _generate(self, record: RecordedRequest) -> _Response:
+    async def _generate(self, record: RecordedRequest, arrived_s: float) -> _Response:
         assert record.body is not None
         if record.lane == "audio":
             response_format = _check_speech(record.body)
             headers = self._take_rate_limit_slot(record)
-            await self._sleep_latency()
             audio = build_speech_audio(record.body["input"], response_format)
+            await self._sleep_latency(arrived_s)
             return _Response(200, audio, AUDIO_CONTENT_TYPES[response_format], headers)
 
         image_request = _check_image(record.body)
         headers = self._take_rate_limit_slot(record)
-        await self._sleep_latency()
         response = _json_response(200, _image_payload(image_request))
         response.headers = headers
+        await self._sleep_latency(arrived_s)
         return response
 
     def _take_rate_limit_slot(self, record: RecordedRequest) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -602,6 +603,32 @@ async def test_hold_release_wait_in_flight(fake_openai: FakeOpenAI) -> None:
 
     assert all(is_mp3(result.content) for result in results)
     assert fake_openai.count(status=200) == 3
+
+
+async def test_latency_counts_from_arrival_or_release() -> None:
+    latency_s = 0.05
+    with FakeOpenAI(api_key=API_KEY, latency_s=latency_s) as fake:
+        async with make_client(fake) as client:
+            await create_speech(client, "direct")
+            await generate_image(client, "direct picture")
+            fake.hold()
+            task = asyncio.create_task(create_speech(client, "held"))
+            await asyncio.to_thread(fake.wait_in_flight, 1, 2.0)
+            await asyncio.sleep(2 * latency_s)
+            released_s = time.monotonic()
+            fake.release()
+            await task
+
+        records = {record.text: record for record in fake.requests}
+
+    for text in ("direct", "direct picture"):
+        record = records[text]
+        assert record.ended_s is not None
+        assert record.ended_s - record.started_s >= latency_s
+    after_hold = records["held"]
+    assert after_hold.ended_s is not None
+    # Time spent held is not latency: the response still waits after release.
+    assert after_hold.ended_s - released_s >= latency_s
 
 
 def test_wait_in_flight_times_out(fake_openai: FakeOpenAI) -> None:
