@@ -243,8 +243,8 @@ class Build:
     def stop_now(self) -> None:
         """Stop taking jobs and cancel the requests in flight.
 
-        A cancelled job writes no file (``write_atomic`` removes its
-        temporary file) and counts as not run.
+        A cancelled job counts as not run. Its file is either not written or,
+        if the writer thread had started on it, written whole.
         """
         self.report.outcome = "interrupted"
         self.state.stop.set()
