@@ -191,7 +191,8 @@ def header(argv: Sequence[str]) -> str:
         f"Date: {now}\n"
         f"Machine: {machine['cpu']}, {machine['logical_cores']} logical cores, "
         f"{machine['memory_gib']} GiB, {machine['os']}, Python {machine['python']}, "
-        f"load average {machine['load_average_1min']} at start\n"
+        f"load average {machine['load_average_1min']} at start, "
+        f"{machine['python_loop_ms']} ms for a loop of 10^6 additions\n"
         f"Source: {source_revision()}\n"
         f"Command: python benchmarks/run.py {shlex.join(argv)}\n"
     )
