@@ -9,14 +9,53 @@ import logging
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
-from .errors import AccountError, EslAssetsError
+from .errors import (
+    AccountError,
+    ConfigurationError,
+    DictionaryError,
+    EslAssetsError,
+    QueueError,
+    ResumeError,
+)
 
 logger = logging.getLogger("esl_assets")
 
 EXIT_INTERRUPTED = 130
+EXIT_USAGE = 2
+INTERRUPTED_MESSAGE = (
+    "Interrupted. Run the same command again, or add --resume, to continue."
+)
+#: ``error.kind`` in the ``--json`` output of a command that failed.
+ERROR_KINDS: dict[type[EslAssetsError], str] = {
+    ConfigurationError: "configuration",
+    DictionaryError: "dictionary",
+    QueueError: "queue",
+    ResumeError: "resume",
+    AccountError: "account",
+}
 T = TypeVar("T")
+
+
+class UsageError(Exception):
+    """Raised by ``ArgumentParser`` for an unknown option or an invalid value."""
+
+    def __init__(self, message: str, parser: argparse.ArgumentParser) -> None:
+        super().__init__(message)
+        #: The parser of the command whose arguments are invalid.
+        self.parser = parser
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argument parser that raises ``UsageError`` instead of exiting.
+
+    ``main()`` then prints argparse's usage and error lines, and a JSON error when
+    ``--json`` was given. Subparsers inherit the class.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self)
 
 
 def _flag(parser: argparse._ActionsContainer, name: str, **kwargs: Any) -> None:
@@ -224,7 +263,7 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print the summary and per-job results as JSON on stdout",
+        help="print the summary and per-job results, or the error, as JSON on stdout",
     )
 
 
@@ -241,7 +280,7 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="esl-assets",
         description="Turn an ESL dictionary into spoken audio and illustrations.",
     )
@@ -290,22 +329,62 @@ def configure_logging(verbosity: int, console: Any = None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from .settings import load_environment
 
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(arguments)
+    except UsageError as error:
+        error.parser.print_usage(sys.stderr)
+        print(f"{error.parser.prog}: error: {error}", file=sys.stderr)
+        if json_requested(arguments):
+            print_json(error_json("usage", str(error)))
+        return EXIT_USAGE
+    as_json = bool(getattr(args, "json", False))
     load_environment()
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
-        print(
-            "Interrupted. Run the same command again, or add --resume, to continue.",
-            file=sys.stderr,
-        )
+        print(INTERRUPTED_MESSAGE, file=sys.stderr)
+        if as_json:
+            print_json(
+                error_json(
+                    "interrupted",
+                    INTERRUPTED_MESSAGE,
+                    EXIT_INTERRUPTED,
+                    outcome="interrupted",
+                )
+            )
         return EXIT_INTERRUPTED
-    except AccountError as error:
-        print(f"Error: {error}", file=sys.stderr)
-        return error.exit_code
     except EslAssetsError as error:
         print(f"Error: {error}", file=sys.stderr)
+        if as_json:
+            kind = ERROR_KINDS.get(type(error), "error")
+            print_json(error_json(kind, str(error), error.exit_code))
         return error.exit_code
+
+
+def json_requested(arguments: Sequence[str]) -> bool:
+    """Return whether ``--json`` is among ``arguments`` (before any ``--``)."""
+    for argument in arguments:
+        if argument == "--":
+            return False
+        if argument == "--json":
+            return True
+    return False
+
+
+def error_json(
+    kind: str, message: str, exit_code: int = EXIT_USAGE, *, outcome: str = "error"
+) -> dict[str, Any]:
+    """Return the ``--json`` output of a command that ended with an error.
+
+    It has the ``outcome`` and ``exit_code`` keys of a build's JSON summary,
+    and ``error`` with the error's ``kind`` and the message printed on stderr.
+    """
+    return {
+        "outcome": outcome,
+        "exit_code": exit_code,
+        "error": {"kind": kind, "message": message},
+    }
 
 
 def print_json(data: dict[str, Any]) -> None:

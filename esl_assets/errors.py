@@ -7,7 +7,7 @@ them at once::
     ├── ConfigurationError   invalid option, retired model, missing key (exit 2)
     ├── DictionaryError      unreadable or unknown dictionary file (exit 2)
     ├── QueueError           Redis unreachable or queue state invalid (exit 2)
-    ├── ResumeError          nothing to resume in an output folder (exit 2)
+    ├── ResumeError          nothing to resume, or an option changes its jobs (exit 2)
     └── AccountError         401, 403, unknown model, exhausted quota (exit 3)
 
 Failures of one job (a refused prompt, a server error after the last attempt)
@@ -37,7 +37,7 @@ class QueueError(EslAssetsError):
 
 
 class ResumeError(EslAssetsError):
-    """Raised when ``--resume`` finds no unfinished run to continue."""
+    """Raised when ``--resume`` has no run to continue or an option changes its jobs."""
 
 
 class AccountError(EslAssetsError):

@@ -316,6 +316,9 @@ class Build:
                 await window.acquire()
                 if self.state.stop.is_set():
                     window.release()
+                    # The observers have counted this job as planned, so the
+                    # report counts it too.
+                    self._count_not_run(item)
                     planned_all = False
                     break
                 task = jobs.create_task(self._execute(runner, item, refresh))
@@ -436,11 +439,15 @@ class Build:
         else:
             logger.warning("Row rejected (%s): %s", row.reason, row.message)
 
+    def _count_not_run(self, job: Job) -> None:
+        # A job that the stop kept from being sent, or cancelled in flight, is
+        # still to do, so it counts as not run rather than failed.
+        self.report.not_run += 1
+        logger.debug("%s not run: the run stopped", job.ref)
+
     def _record(self, job: Job, result: JobResult) -> None:
         if result.reason == "stopped":
-            # Never sent because the run stopped: still to do, not failed.
-            self.report.not_run += 1
-            logger.debug("%s not run: the run stopped", job.ref)
+            self._count_not_run(job)
             return
         self.report.add(result)
         if result.status is Status.DRYRUN and job.kind is AssetKind.IMAGE:

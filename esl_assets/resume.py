@@ -2,7 +2,11 @@
 
 The journal keeps the settings of every run (the API key left out). Resuming
 continues the newest run that neither completed nor was resumed already,
-with those settings. Options given again override them, with a warning each.
+with those settings. Options given again override them, with a warning each,
+unless they change which jobs the run makes (``--limit``, ``--level``,
+``--audio-format`` ...). Those raise ``ResumeError``, because the resumed run
+would complete with other jobs and the rest of the original run could no
+longer be resumed.
 """
 
 from __future__ import annotations
@@ -105,7 +109,8 @@ def apply_overrides(
 
     ``given`` contains the options the user passed for this run (typed values,
     as ``Settings.from_options`` accepts them). Each one that differs from the
-    saved value is logged as a warning.
+    saved value is logged as a warning. Raises ``ResumeError`` when one of them
+    would change which jobs the run makes.
     """
     saved = point.settings
     typed = Settings.from_public_dict(
@@ -121,6 +126,9 @@ def apply_overrides(
         if old == new:
             continue
         changes[name] = new
+    _reject_job_changes(point, changes)
+    for name, new in changes.items():
+        old = getattr(saved, name)
         if name not in _SILENT_OVERRIDES:
             logger.warning(
                 "--%s %s overrides the value saved with run %d (%s).",
@@ -139,6 +147,78 @@ def apply_overrides(
 #: Options that set how to run rather than what to make: given again, they
 #: apply without a warning.
 _SILENT_OVERRIDES = frozenset({"dryrun", "retry_failed", "retry_blocked"})
+
+#: Options that decide which jobs a run plans, and so which files it makes.
+#: ``dictionary`` is checked apart, because a moved dictionary file may be given
+#: again at its new path.
+_JOB_OPTIONS = frozenset(
+    {
+        "format",
+        "level",
+        "pos",
+        "words",
+        "limit",
+        "image_pos",
+        "include_offensive",
+        "audio",
+        "images",
+        "audio_format",
+        "image_format",
+    }
+)
+
+
+def _reject_job_changes(point: ResumePoint, changes: dict[str, Any]) -> None:
+    """Raise ``ResumeError`` if ``changes`` would change the jobs of the run.
+
+    A resumed run that completes marks the run it continues as done, so a
+    narrower selection would leave the rest of that run impossible to resume.
+    """
+    rejected = [name for name in changes if name in _JOB_OPTIONS]
+    saved_dictionary = point.settings.dictionary
+    if (
+        "dictionary" in changes
+        and saved_dictionary is not None
+        and saved_dictionary.exists()
+    ):
+        rejected.insert(0, "dictionary")
+    if not rejected:
+        return
+    run_id = point.run.id
+    new_values = ", ".join(_option_text(name, changes[name]) for name in rejected)
+    saved_values = ", ".join(
+        _option_text(name, getattr(point.settings, name)) for name in rejected
+    )
+    names = [_option_name(name) for name in rejected]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    raise ResumeError(
+        f"--resume finishes run {run_id} with its saved settings, but {new_values} "
+        f"would change which jobs it makes (run {run_id} was started with "
+        f"{saved_values}). The rest of run {run_id} could then no longer be resumed. "
+        f"To finish run {run_id}, run the same command without {listed}. To make "
+        "other files, run build without --resume: it skips the files already made."
+    )
+
+
+def _option_name(name: str) -> str:
+    if name == "dictionary":
+        return "the dictionary"
+    if name in ("audio", "images"):
+        return f"--no-{name}"
+    return "--" + name.replace("_", "-")
+
+
+def _option_text(name: str, value: Any) -> str:
+    """Describe ``name`` set to ``value`` as the command line gives it."""
+    if name == "dictionary":
+        return f"the dictionary {value}"
+    if name in ("audio", "images"):
+        return f"--no-{name}" if value is False else f"{name} on"
+    if value is None or value is False or value == ():
+        return f"no {_option_name(name)}"
+    if value is True:
+        return _option_name(name)
+    return f"{_option_name(name)} {_shown(value)}"
 
 
 def _shown(value: Any) -> str:

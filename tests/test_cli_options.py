@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_cli as run_cli_with_key
 
-from esl_assets.cli import build_parser, settings_options
+from esl_assets import commands
+from esl_assets.cli import build_parser, main, settings_options
 from esl_assets.errors import ConfigurationError
 from esl_assets.settings import Settings, load_environment
 
@@ -213,6 +214,71 @@ def test_input_errors_are_one_line(
     assert "Traceback" not in result.stderr
     assert "ExceptionGroup" not in result.stderr
     assert fragment in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "kind", "fragment"),
+    [
+        (["build", "missing.csv"], "dictionary", "missing.csv does not exist"),
+        (
+            ["build", str(DATA / "sample.csv"), "--image_size", "huge"],
+            "configuration",
+            "--image-size 'huge'",
+        ),
+        (
+            ["plan", str(DATA / "sample.csv"), "--limit", "-1"],
+            "configuration",
+            "--limit",
+        ),
+        (["build", "--resume", "--outdir", "empty"], "resume", "Nothing to resume"),
+        (["build", "x.csv", "--limit", "abc"], "usage", "invalid int value: 'abc'"),
+        (["build", "x.csv", "--bogus"], "usage", "unrecognized arguments: --bogus"),
+    ],
+)
+def test_json_error_on_stdout(
+    tmp_path: Path, args: list[str], kind: str, fragment: str
+) -> None:
+    result = run_cli(*args, "--json", cwd=tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    data = json.loads(result.stdout)
+    assert data["outcome"] == "error"
+    assert data["exit_code"] == 2
+    assert data["error"]["kind"] == kind
+    assert fragment in data["error"]["message"]
+    assert data["error"]["message"] in result.stderr
+
+
+def test_error_without_json_keeps_stdout_empty(tmp_path: Path) -> None:
+    result = run_cli("build", "missing.csv", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "missing.csv does not exist" in result.stderr
+
+
+def test_json_says_interrupted(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(commands, "run_build_command", interrupted)
+
+    code = main(["build", "x.csv", "--json"])
+
+    output = capsys.readouterr()
+    assert code == 130
+    data = json.loads(output.out)
+    assert data["outcome"] == "interrupted"
+    assert data["exit_code"] == 130
+    assert data["error"]["kind"] == "interrupted"
+    assert "--resume" in output.err
 
 
 def test_library_raises_the_dictionary_error(tmp_path: Path) -> None:

@@ -472,6 +472,66 @@ def test_same_dictionary_given_again_is_no_override(
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ({"limit": 5}, "--limit 5"),
+        ({"level": ("A1",)}, "--level A1"),
+        ({"pos": ("noun",)}, "--pos noun"),
+        ({"words": ("cat,dog",)}, "--words cat,dog"),
+        ({"image_pos": ("noun",)}, "--image-pos noun"),
+        ({"include_offensive": True}, "--include-offensive"),
+        ({"format": "tsv"}, "--format tsv"),
+        ({"audio": False}, "--no-audio"),
+        ({"images": False}, "--no-images"),
+        ({"audio_format": "mp3"}, "--audio-format mp3"),
+        ({"image_format": "webp"}, "--image-format webp"),
+    ],
+)
+def test_resume_rejects_job_changes(
+    settings: Settings, given: dict[str, object], shown: str
+) -> None:
+    record(settings, [], outcome="interrupted")
+    point = find_resume_point(settings.outdir)
+
+    with pytest.raises(ResumeError) as caught:
+        apply_overrides(point, {"concurrency": 2, **given}, settings.outdir)
+
+    message = str(caught.value)
+    assert f"but {shown} would change which jobs it makes" in message
+    assert f"run {point.run.id} was started with" in message
+    assert "run the same command without --" in message
+    assert "without --resume" in message
+    assert "--concurrency" not in message
+
+
+def test_resume_rejects_other_dictionary(settings: Settings, tmp_path: Path) -> None:
+    settings.dictionary.write_text("uuid,word\n")
+    record(settings, [], outcome="interrupted")
+    point = find_resume_point(settings.outdir)
+    other = tmp_path / "other.csv"
+
+    with pytest.raises(ResumeError, match="without the dictionary"):
+        apply_overrides(point, {"dictionary": other}, settings.outdir)
+
+
+def test_resume_accepts_moved_dictionary(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The saved dictionary no longer exists, so the new path may be its new place.
+    record(settings, [], outcome="interrupted")
+    point = find_resume_point(settings.outdir)
+    moved = tmp_path / "moved.csv"
+
+    with caplog.at_level(logging.WARNING, logger="esl_assets.resume"):
+        resumed = apply_overrides(point, {"dictionary": moved}, settings.outdir)
+
+    assert resumed.dictionary == moved.resolve()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "--dictionary" in warnings[0]
+
+
 def test_killed_run_state(settings: Settings) -> None:
     record(settings, [], outcome="complete")
     with sqlite3.connect(journal_path(settings.outdir)) as connection:

@@ -335,6 +335,45 @@ def test_resume_uses_saved_settings(
     assert "Nothing to resume" in again.stderr
 
 
+def test_resume_rejects_limit_and_keeps_run(
+    fake_openai: FakeOpenAI, dictionary: Path, outdir: Path
+) -> None:
+    kill_with_requests_in_flight(fake_openai, dictionary, outdir)
+    fake_openai.reset_records()
+
+    limited = run_cli(
+        "build",
+        "--resume",
+        "--outdir",
+        str(outdir),
+        "--base-url",
+        fake_openai.base_url,
+        "--limit",
+        "1",
+        cwd=dictionary.parent,
+    )
+
+    assert limited.returncode == 2, limited.stderr
+    assert "--limit 1 would change which jobs it makes" in limited.stderr
+    assert "Traceback" not in limited.stderr
+    assert fake_openai.count() == 0
+
+    resumed = run_cli(
+        "build",
+        "--resume",
+        "--outdir",
+        str(outdir),
+        "--base-url",
+        fake_openai.base_url,
+        cwd=dictionary.parent,
+    )
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming run 1" in resumed.stderr
+    for job in planned_jobs(dictionary):
+        assert existing_file_problem(outdir / job.file) is None, job.file
+
+
 def test_resume_without_journal_exits_2(tmp_path: Path) -> None:
     result = run_cli(
         "build", "--resume", "--outdir", str(tmp_path / "empty"), cwd=tmp_path

@@ -1,7 +1,12 @@
-"""SIGINT and SIGTERM stop a real ``esl-assets build`` process gracefully."""
+"""SIGINT and SIGTERM stop a real ``esl-assets build`` process gracefully.
+
+The last test stops a ``Build`` in this process, as the signal handlers do,
+so that the stop comes at a chosen point of its planning.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sqlite3
@@ -13,7 +18,10 @@ import pytest
 from cli_helpers import cli_command, cli_environment, write_sample_slice
 from fake_openai import FakeOpenAI
 
+from esl_assets import pipeline
+from esl_assets.jobs import Job, JobResult
 from esl_assets.journal import journal_path
+from esl_assets.settings import Settings
 from esl_assets.storage import TEMP_SUFFIX, existing_file_problem
 
 #: Header plus this many rows of the sample: enough jobs to keep five in flight.
@@ -226,3 +234,59 @@ def test_json_summary_says_interrupted(
     assert data["outcome"] == "interrupted"
     assert data["exit_code"] == EXIT_INTERRUPTED
     assert data["not_run"] >= IN_FLIGHT
+
+
+class PlannedJobs:
+    """Counter of planned jobs and results that sets ``reached`` at ``target`` jobs."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.planned = 0
+        self.results = 0
+        self.reached = asyncio.Event()
+
+    def on_planned(self, job: Job) -> None:
+        self.planned += 1
+        if self.planned == self.target:
+            self.reached.set()
+
+    def on_result(self, job: Job, result: JobResult) -> None:
+        self.results += 1
+
+
+async def test_stop_counts_job_waiting_for_window(
+    fake_openai: FakeOpenAI, dictionary: Path, outdir: Path
+) -> None:
+    # At concurrency 1 each lane keeps WINDOW_PER_SLOT jobs in progress, then
+    # plans one more and waits for a free place in its window. Every request
+    # is held, so both lanes wait there when this many jobs are planned.
+    observer = PlannedJobs(target=2 * (pipeline.WINDOW_PER_SLOT + 1))
+    settings = Settings.from_options(
+        dictionary=dictionary,
+        outdir=outdir,
+        base_url=fake_openai.base_url,
+        api_key="sk-test",
+        concurrency=1,
+        grace_s=0.0,
+    )
+    fake_openai.hold()
+    build = pipeline.Build(settings, observers=[observer])
+    running = asyncio.create_task(build.run())
+    try:
+        reached = asyncio.create_task(observer.reached.wait())
+        await asyncio.wait({running, reached}, return_when=asyncio.FIRST_COMPLETED)
+        reached.cancel()
+        assert observer.reached.is_set(), "the build ended before both lanes waited"
+        build.request_stop()
+        report = await running
+    finally:
+        fake_openai.release()
+        if not running.done():
+            build.stop_now()
+            await asyncio.wait({running})
+
+    assert report.outcome == "interrupted"
+    assert observer.planned == observer.target
+    assert observer.results == 0
+    assert report.results == []
+    assert report.not_run == observer.planned
