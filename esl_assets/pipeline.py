@@ -532,10 +532,9 @@ def account_error_message(failure: Failure, settings: Settings) -> str:
             "model or ask for access, then run again."
         )
     elif failure.status_code == 401:
-        action = (
-            "Stopped: the API key was rejected. Set OPENAI_API_KEY (environment "
-            "or .env) to a valid key and run again."
-        )
+        from .client import rejected_key_action
+
+        action = f"Stopped: the API key was rejected. {rejected_key_action(settings)}"
     elif failure.status_code == 403:
         action = (
             "Stopped: the key may not use this model or endpoint. Check the "

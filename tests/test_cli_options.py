@@ -12,7 +12,7 @@ from cli_helpers import run_cli as run_cli_with_key
 
 from esl_assets.cli import build_parser, settings_options
 from esl_assets.errors import ConfigurationError
-from esl_assets.settings import Settings, load_environment
+from esl_assets.settings import Settings, environment_source, load_environment
 
 DATA = Path(__file__).parent / "data"
 
@@ -87,6 +87,24 @@ def test_flags_beat_environment_beat_dotenv(
     # load_environment put these into os.environ; monkeypatch does not know.
     os.environ.pop("ESL_ASSETS_CONCURRENCY", None)
     os.environ.pop("ESL_ASSETS_OUTDIR", None)
+
+
+def test_environment_source_names_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ESL_ASSETS_QUEUE", raising=False)
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("ESL_ASSETS_QUEUE=from-dotenv\n")
+    try:
+        load_environment(dotenv)
+        assert environment_source("ESL_ASSETS_QUEUE") == f"ESL_ASSETS_QUEUE in {dotenv}"
+        # A value set later in the process replaces the one from .env.
+        os.environ["ESL_ASSETS_QUEUE"] = "set-later"
+        assert environment_source("ESL_ASSETS_QUEUE") == (
+            "ESL_ASSETS_QUEUE in the environment"
+        )
+    finally:
+        os.environ.pop("ESL_ASSETS_QUEUE", None)
 
 
 @pytest.mark.parametrize(

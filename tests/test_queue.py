@@ -288,7 +288,8 @@ async def test_rejected_key_stops_worker_jobs_stay_pending(
     assert worker.report.outcome == "stopped"
     assert worker.report.exit_code == 3
     assert worker.report.fatal_message is not None
-    assert "OPENAI_API_KEY" in worker.report.fatal_message
+    assert "The key came from the api_key argument" in worker.report.fatal_message
+    assert "sk-wrong" not in worker.report.fatal_message
     assert await queue.unfinished() == len(jobs)
     assert await queue.redis.llen(queue.keys.pending("audio")) == len(jobs)
     assert await queue.redis.llen(queue.keys.dead) == 0

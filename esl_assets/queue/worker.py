@@ -542,6 +542,9 @@ class Worker:
         if failure is None or self._done.is_set():
             return
         settings = self._settings.get(claim.settings_id) or Settings()
+        # Queued settings carry no key, so the message must learn from the
+        # worker's options whether the key was given as an argument.
+        settings = settings.replace(api_key=self.options.api_key)
         self.report.fatal_message = account_error_message(failure, settings)
         logger.error("Worker %s: %s", self.worker_id, self.report.fatal_message)
         self._end("stopped")
