@@ -211,8 +211,8 @@ def _print_journal_notes(console: Console, report: BuildReport) -> None:
     if failed_before:
         console.print(
             f"{failed_before} job(s) failed in an earlier run and were not sent; "
-            "--retry-failed retries them (add --retry-blocked for content-policy "
-            "refusals)."
+            "--retry-failed retries them, and --retry-blocked retries content-policy "
+            "refusals too."
         )
 
 

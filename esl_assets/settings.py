@@ -174,6 +174,15 @@ class Settings:
             )
 
     @property
+    def retries_rejected_jobs(self) -> bool:
+        """Whether jobs the API rejected in an earlier run are sent again.
+
+        ``--retry-blocked`` implies ``--retry-failed``, because it retries
+        content-policy refusals in addition to the other refusals.
+        """
+        return self.retry_failed or self.retry_blocked
+
+    @property
     def lane_concurrency(self) -> dict[str, int]:
         """In-flight request caps per lane, each at most the overall cap."""
         audio = min(self.audio_concurrency or self.concurrency, self.concurrency)
