@@ -153,7 +153,8 @@ class Build:
         """Check settings and the dictionary, create the output folder.
 
         Everything here runs before any request, so a configuration error
-        never costs money.
+        never costs money. A dry run writes nothing, so it leaves a missing
+        output folder uncreated.
         """
         self._template = build_request_template(self.settings)
         from .inputs import detect_format
@@ -167,6 +168,8 @@ class Build:
         words = selected_words(self.settings)
         if words is not None:
             self._requested_words = frozenset(clean_text(w).casefold() for w in words)
+        if self.settings.dryrun and not self.settings.outdir.exists():
+            return self.settings.outdir.resolve()
         outdir = prepare_outdir(self.settings.outdir)
         remove_stale_temp_files(outdir)
         return outdir
@@ -264,7 +267,7 @@ class Build:
             self.report.fatal_message = account_error_message(
                 self.state.fatal, self.settings
             )
-        if self.report.outcome == "interrupted":
+        if self.report.outcome == "interrupted" and not self.settings.dryrun:
             remove_own_temp_files(outdir)
         if ending == "returned":
             self._warn_about_selection()
@@ -460,6 +463,9 @@ class Build:
     def _log_error(self, job: Job, result: JobResult) -> None:
         if self.state.fatal is None:
             logger.error("%s failed (%s): %s", job.ref, result.reason, result.error)
+        if self.settings.dryrun:
+            # A dry run writes nothing in the output folder.
+            return
         record = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "kind": job.kind.value,

@@ -158,6 +158,28 @@ def test_bad_rows_never_escape_outdir(tmp_path: Path) -> None:
     assert skipped_empty
 
 
+@pytest.mark.parametrize("command", [("build", "--dryrun"), ("plan",)])
+def test_dry_run_creates_no_outdir(tmp_path: Path, command: tuple[str, ...]) -> None:
+    outdir = tmp_path / "new" / "out"
+    # bad-rows.csv has a text over the speech limit, which a dry run reports.
+    result = run_cli(
+        *command, str(DATA / "bad-rows.csv"), "--outdir", str(outdir), cwd=tmp_path
+    )
+    assert "Traceback" not in result.stderr
+    assert "Characters to speak" in result.stdout
+    assert not (tmp_path / "new").exists()
+
+
+def test_dry_run_writes_nothing_in_outdir(tmp_path: Path) -> None:
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    result = run_cli(
+        "plan", str(DATA / "bad-rows.csv"), "--outdir", str(outdir), cwd=tmp_path
+    )
+    assert "Traceback" not in result.stderr
+    assert list(outdir.iterdir()) == []
+
+
 def test_json_output_has_status_dicts(tmp_path: Path) -> None:
     result = run_cli(
         "build",
