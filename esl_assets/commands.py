@@ -181,7 +181,12 @@ def _print_problems(console: Console, report: BuildReport) -> None:
         console.print(
             f"{len(report.rejected)} row(s) rejected; see the warnings above."
         )
-    if report.errors:
+    if report.errors and report.dryrun:
+        console.print(
+            f"{len(report.errors)} job(s) would fail without a request; see the "
+            "warnings above."
+        )
+    elif report.errors:
         console.print(f"{len(report.errors)} job(s) failed; details in errors.jsonl.")
     if report.not_run:
         console.print(
@@ -228,7 +233,7 @@ def print_plan(report: BuildReport, counter: PlanCounter) -> None:
         "changed",
         "failed before",
         "skipped (empty)",
-        "error (too long)",
+        "too long",
     )
     for column in columns:
         table.add_column(column, justify="right")

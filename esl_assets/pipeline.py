@@ -135,7 +135,7 @@ class Build:
     ) -> None:
         self.settings = adapt_to_provider(settings)
         self.observers = list(observers or [])
-        self.report = BuildReport()
+        self.report = BuildReport(dryrun=self.settings.dryrun)
         self.state = RunState()
         self._force_files = force_files
         self._resumed_from = resumed_from
@@ -427,8 +427,6 @@ class Build:
     def _notify_planned(self, job: Job) -> None:
         if self._requested_words is not None:
             self._seen_words.add(job.word.casefold())
-        if self.settings.dryrun and job.kind is not AssetKind.IMAGE:
-            self.report.characters_to_speak += len(job.text)
         for observer in self.observers:
             observer.on_planned(job)
 
@@ -446,9 +444,8 @@ class Build:
             logger.debug("%s not run: the run stopped", job.ref)
             return
         self.report.add(result)
-        if result.status is Status.DRYRUN and job.kind is AssetKind.IMAGE:
-            if len(self.report.sample_prompts) < DRYRUN_PROMPT_SAMPLES:
-                self.report.sample_prompts.append(job.text)
+        if result.status is Status.DRYRUN:
+            self._add_to_estimate(job)
         if result.status is Status.ERROR:
             self._log_error(job, result)
         elif logger.isEnabledFor(logging.INFO):
@@ -460,12 +457,29 @@ class Build:
         for observer in self.observers:
             observer.on_result(job, result)
 
+    def _add_to_estimate(self, job: Job) -> None:
+        """Count a job that a build would send in the dry run's estimates."""
+        if job.kind is not AssetKind.IMAGE:
+            self.report.characters_to_speak += len(job.text)
+        elif len(self.report.sample_prompts) < DRYRUN_PROMPT_SAMPLES:
+            self.report.sample_prompts.append(job.text)
+
     def _log_error(self, job: Job, result: JobResult) -> None:
+        if self.settings.dryrun:
+            # A job that a build would not send (a text over the API's limit)
+            # is a problem of the dictionary, not a failure of the dry run, so
+            # it gets a warning. A dry run also writes nothing in the output
+            # folder.
+            logger.warning(
+                "%s (%r) would fail without a request (%s): %s",
+                job.ref,
+                job.word,
+                result.reason,
+                result.error,
+            )
+            return
         if self.state.fatal is None:
             logger.error("%s failed (%s): %s", job.ref, result.reason, result.error)
-        if self.settings.dryrun:
-            # A dry run writes nothing in the output folder.
-            return
         record = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "kind": job.kind.value,

@@ -180,6 +180,28 @@ def test_dry_run_writes_nothing_in_outdir(tmp_path: Path) -> None:
     assert list(outdir.iterdir()) == []
 
 
+def test_plan_warns_about_too_long_text(tmp_path: Path) -> None:
+    dictionary = tmp_path / "long.csv"
+    dictionary.write_text(
+        f"uuid,word,id,definition\nu1,cat,1,a small animal\nu2,dog,1,{'x' * 4097}\n",
+        "utf-8",
+    )
+    result = run_cli(
+        "plan", str(dictionary), "--no-images", "--outdir", str(tmp_path / "o"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "ERROR" not in result.stderr
+    warning = next(
+        line for line in result.stderr.splitlines() if "shortdef:u2:1" in line
+    )
+    assert warning.startswith("WARNING")
+    assert "'dog'" in warning
+    assert "at most 4096" in warning
+    # Only the texts that a build would send: "cat", "a small animal", "dog".
+    assert "Characters to speak: 20" in result.stdout
+
+
 def test_json_output_has_status_dicts(tmp_path: Path) -> None:
     result = run_cli(
         "build",
