@@ -32,6 +32,7 @@ from .jobs import AssetKind, Job, JobResult, Status
 from .journal import CHANGED, kinds_of
 from .journal_recorder import JournalRecorder
 from .lanes import Lane
+from .models import warn_about_shutdown
 from .planner import Planner, RequestTemplate, build_request_template
 from .report import DRYRUN_PROMPT_SAMPLES, BuildReport
 from .rows import RejectedRow, Row
@@ -294,6 +295,7 @@ class Build:
         window = asyncio.Semaphore(self._lanes[name].max_in_flight * WINDOW_PER_SLOT)
         settled = 0
         planned_all = True
+        sent_any = False
         # When the lane is cancelled, the task group cancels the jobs in
         # progress and waits for them, so no job outlives a cancelled build.
         async with asyncio.TaskGroup() as jobs:
@@ -321,6 +323,9 @@ class Build:
                     window.release()
                     planned_all = False
                     break
+                if not sent_any:
+                    sent_any = True
+                    self._warn_before_first_request(name)
                 task = jobs.create_task(self._execute(runner, item, refresh))
                 self._in_flight.add(task)
                 task.add_done_callback(lambda t: self._job_done(t, window))
@@ -329,6 +334,15 @@ class Build:
             if planned_all:
                 self._lane_planned()
         self.report.excluded.update(planner.excluded)
+
+    def _warn_before_first_request(self, lane: str) -> None:
+        """Warn about a shutdown of the lane's model, unless it runs offline."""
+        if self.settings.provider == "local":
+            return
+        settings = self.settings
+        warn_about_shutdown(
+            settings.audio_model if lane == "audio" else settings.image_model
+        )
 
     async def _let_others_run(self) -> None:
         """Yield to other tasks, and wait while the journal writer catches up."""

@@ -213,6 +213,28 @@ async def test_worker_drains_queue_and_records_results(
     assert await queue.unfinished() == 0
 
 
+@pytest.mark.parametrize(("provider", "warnings"), [("openai", 1), ("local", 0)])
+async def test_worker_warns_shutdown_once(
+    queue: JobQueue,
+    redis_server: RedisServer,
+    fake_openai: FakeOpenAI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    provider: str,
+    warnings: int,
+) -> None:
+    settings = make_settings(tmp_path, fake_openai)
+    jobs = make_jobs(settings, 10)
+    await queue.enqueue(settings, jobs)
+    caplog.clear()
+
+    worker = await run_worker(queue, redis_server.url, provider=provider)
+
+    assert worker.report.counts == Counter({"success": len(jobs)})
+    shutdown = [r for r in caplog.records if "announced shutdown" in r.message]
+    assert len(shutdown) == warnings
+
+
 async def test_worker_skips_files_already_on_disk(
     queue: JobQueue, redis_server: RedisServer, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
