@@ -216,7 +216,7 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
         "retry_blocked",
         action="store_true",
         default=None,
-        help="with --retry-failed, also retry content-policy refusals",
+        help="like --retry-failed, and also retry content-policy refusals",
     )
     _flag(
         state,

@@ -14,7 +14,7 @@ from openai import AsyncOpenAI
 
 from .errors import ConfigurationError
 from .http_backend import install_backend
-from .settings import Settings
+from .settings import Settings, environment_source
 
 LOCAL_BASE_URL = "http://local.invalid/v1"
 MISSING_KEY_MESSAGE = (
@@ -30,6 +30,22 @@ def resolve_api_key(settings: Settings) -> str:
     if not key:
         raise ConfigurationError(MISSING_KEY_MESSAGE)
     return key
+
+
+def rejected_key_action(settings: Settings) -> str:
+    """Say what to do about a rejected key, naming where the key came from.
+
+    The key is the ``api_key`` setting (an argument of ``build()`` or of a
+    worker), else OPENAI_API_KEY from the environment or a .env file. The
+    message never contains the key.
+    """
+    if settings.api_key:
+        return (
+            "The key came from the api_key argument; pass a valid key, or leave "
+            "api_key out to use OPENAI_API_KEY, then run again."
+        )
+    source = environment_source("OPENAI_API_KEY")
+    return f"The key came from {source}; set it to a valid key and run again."
 
 
 def create_client(settings: Settings) -> AsyncOpenAI:

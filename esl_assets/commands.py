@@ -181,7 +181,12 @@ def _print_problems(console: Console, report: BuildReport) -> None:
         console.print(
             f"{len(report.rejected)} row(s) rejected; see the warnings above."
         )
-    if report.errors:
+    if report.errors and report.dryrun:
+        console.print(
+            f"{len(report.errors)} job(s) would fail without a request; see the "
+            "warnings above."
+        )
+    elif report.errors:
         console.print(f"{len(report.errors)} job(s) failed; details in errors.jsonl.")
     if report.not_run:
         console.print(
@@ -211,8 +216,8 @@ def _print_journal_notes(console: Console, report: BuildReport) -> None:
     if failed_before:
         console.print(
             f"{failed_before} job(s) failed in an earlier run and were not sent; "
-            "--retry-failed retries them (add --retry-blocked for content-policy "
-            "refusals)."
+            "--retry-failed retries them, and --retry-blocked retries content-policy "
+            "refusals too."
         )
 
 
@@ -228,7 +233,7 @@ def print_plan(report: BuildReport, counter: PlanCounter) -> None:
         "changed",
         "failed before",
         "skipped (empty)",
-        "error (too long)",
+        "too long",
     )
     for column in columns:
         table.add_column(column, justify="right")

@@ -162,7 +162,7 @@ class JournalRecorder:
         reason = self.known.earlier_failure(job)
         if reason is None:
             return None
-        if self.settings.retry_failed and (
+        if self.settings.retries_rejected_jobs and (
             reason not in BLOCKED_REASONS or self.settings.retry_blocked
         ):
             return None

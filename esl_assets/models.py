@@ -134,10 +134,11 @@ def check_model(
 ) -> ModelInfo:
     """Return the model's entry, or raise if it is retired or of the wrong kind.
 
-    Logs a warning for an announced shutdown and for an unknown name, unless
-    ``warn`` is false (the offline provider ignores the model). An unknown
-    model gets a permissive entry: instructions are sent to it and any size
-    the API documents is allowed.
+    Logs a warning for an unknown name, unless ``warn`` is false (the offline
+    provider ignores the model). An unknown model gets a permissive entry:
+    instructions are sent to it and any size the API documents is allowed.
+    An announced shutdown is left to ``warn_about_shutdown``, because it
+    matters only to a build that sends requests.
     """
     today = today or dt.date.today()
     info = MODELS.get(name)
@@ -165,15 +166,27 @@ def check_model(
             f"{option} {name!r} was shut down on {info.shutdown.isoformat()}; "
             f"use {info.replacements} instead."
         )
-    if info.shutdown is not None and warn:
-        logger.warning(
-            "%s %r has an announced shutdown on %s; plan to move to %s.",
-            option,
-            name,
-            info.shutdown.isoformat(),
-            info.replacements,
-        )
     return info
+
+
+def warn_about_shutdown(name: str, *, today: dt.date | None = None) -> None:
+    """Log a warning if model ``name`` has an announced shutdown still ahead.
+
+    Builds call it once per model, before the first request to that model
+    through a real API, so dry runs and the offline provider stay quiet.
+    """
+    info = MODELS.get(name)
+    today = today or dt.date.today()
+    if info is None or info.shutdown is None or info.shutdown <= today:
+        return
+    option = "--audio-model" if info.kind == "speech" else "--image-model"
+    logger.warning(
+        "%s %r has an announced shutdown on %s; plan to move to %s.",
+        option,
+        name,
+        info.shutdown.isoformat(),
+        info.replacements,
+    )
 
 
 _SIZE = re.compile(r"(\d{2,5})x(\d{2,5})")

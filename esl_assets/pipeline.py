@@ -32,6 +32,7 @@ from .jobs import AssetKind, Job, JobResult, Status
 from .journal import CHANGED, kinds_of
 from .journal_recorder import JournalRecorder
 from .lanes import Lane
+from .models import warn_about_shutdown
 from .planner import Planner, RequestTemplate, build_request_template
 from .report import DRYRUN_PROMPT_SAMPLES, BuildReport
 from .rows import RejectedRow, Row
@@ -135,7 +136,7 @@ class Build:
     ) -> None:
         self.settings = adapt_to_provider(settings)
         self.observers = list(observers or [])
-        self.report = BuildReport()
+        self.report = BuildReport(dryrun=self.settings.dryrun)
         self.state = RunState()
         self._force_files = force_files
         self._resumed_from = resumed_from
@@ -153,7 +154,8 @@ class Build:
         """Check settings and the dictionary, create the output folder.
 
         Everything here runs before any request, so a configuration error
-        never costs money.
+        never costs money. A dry run writes nothing, so it leaves a missing
+        output folder uncreated.
         """
         self._template = build_request_template(self.settings)
         from .inputs import detect_format
@@ -167,6 +169,8 @@ class Build:
         words = selected_words(self.settings)
         if words is not None:
             self._requested_words = frozenset(clean_text(w).casefold() for w in words)
+        if self.settings.dryrun and not self.settings.outdir.exists():
+            return self.settings.outdir.resolve()
         outdir = prepare_outdir(self.settings.outdir)
         remove_stale_temp_files(outdir)
         return outdir
@@ -264,7 +268,7 @@ class Build:
             self.report.fatal_message = account_error_message(
                 self.state.fatal, self.settings
             )
-        if self.report.outcome == "interrupted":
+        if self.report.outcome == "interrupted" and not self.settings.dryrun:
             remove_own_temp_files(outdir)
         if ending == "returned":
             self._warn_about_selection()
@@ -291,6 +295,7 @@ class Build:
         window = asyncio.Semaphore(self._lanes[name].max_in_flight * WINDOW_PER_SLOT)
         settled = 0
         planned_all = True
+        sent_any = False
         # When the lane is cancelled, the task group cancels the jobs in
         # progress and waits for them, so no job outlives a cancelled build.
         async with asyncio.TaskGroup() as jobs:
@@ -321,6 +326,9 @@ class Build:
                     self._count_not_run(item)
                     planned_all = False
                     break
+                if not sent_any:
+                    sent_any = True
+                    self._warn_before_first_request(name)
                 task = jobs.create_task(self._execute(runner, item, refresh))
                 self._in_flight.add(task)
                 task.add_done_callback(lambda t: self._job_done(t, window))
@@ -329,6 +337,15 @@ class Build:
             if planned_all:
                 self._lane_planned()
         self.report.excluded.update(planner.excluded)
+
+    def _warn_before_first_request(self, lane: str) -> None:
+        """Warn about a shutdown of the lane's model, unless it runs offline."""
+        if self.settings.provider == "local":
+            return
+        settings = self.settings
+        warn_about_shutdown(
+            settings.audio_model if lane == "audio" else settings.image_model
+        )
 
     async def _let_others_run(self) -> None:
         """Yield to other tasks, and wait while the journal writer catches up."""
@@ -427,8 +444,6 @@ class Build:
     def _notify_planned(self, job: Job) -> None:
         if self._requested_words is not None:
             self._seen_words.add(job.word.casefold())
-        if self.settings.dryrun and job.kind is not AssetKind.IMAGE:
-            self.report.characters_to_speak += len(job.text)
         for observer in self.observers:
             observer.on_planned(job)
 
@@ -450,9 +465,8 @@ class Build:
             self._count_not_run(job)
             return
         self.report.add(result)
-        if result.status is Status.DRYRUN and job.kind is AssetKind.IMAGE:
-            if len(self.report.sample_prompts) < DRYRUN_PROMPT_SAMPLES:
-                self.report.sample_prompts.append(job.text)
+        if result.status is Status.DRYRUN:
+            self._add_to_estimate(job)
         if result.status is Status.ERROR:
             self._log_error(job, result)
         elif logger.isEnabledFor(logging.INFO):
@@ -464,7 +478,27 @@ class Build:
         for observer in self.observers:
             observer.on_result(job, result)
 
+    def _add_to_estimate(self, job: Job) -> None:
+        """Count a job that a build would send in the dry run's estimates."""
+        if job.kind is not AssetKind.IMAGE:
+            self.report.characters_to_speak += len(job.text)
+        elif len(self.report.sample_prompts) < DRYRUN_PROMPT_SAMPLES:
+            self.report.sample_prompts.append(job.text)
+
     def _log_error(self, job: Job, result: JobResult) -> None:
+        if self.settings.dryrun:
+            # A job that a build would not send (a text over the API's limit)
+            # is a problem of the dictionary, not a failure of the dry run, so
+            # it gets a warning. A dry run also writes nothing in the output
+            # folder.
+            logger.warning(
+                "%s (%r) would fail without a request (%s): %s",
+                job.ref,
+                job.word,
+                result.reason,
+                result.error,
+            )
+            return
         if self.state.fatal is None:
             logger.error("%s failed (%s): %s", job.ref, result.reason, result.error)
         record = {
@@ -539,10 +573,9 @@ def account_error_message(failure: Failure, settings: Settings) -> str:
             "model or ask for access, then run again."
         )
     elif failure.status_code == 401:
-        action = (
-            "Stopped: the API key was rejected. Set OPENAI_API_KEY (environment "
-            "or .env) to a valid key and run again."
-        )
+        from .client import rejected_key_action
+
+        action = f"Stopped: the API key was rejected. {rejected_key_action(settings)}"
     elif failure.status_code == 403:
         action = (
             "Stopped: the key may not use this model or endpoint. Check the "

@@ -1,7 +1,8 @@
 """Turn dictionary rows into jobs, one per asset, each file planned once.
 
 The planner is a generator over a row stream, so memory keeps one row at a
-time plus a set of the file names planned so far (about 100 bytes each).
+time plus a set of the file names planned so far (about 100 bytes each), and
+the rows whose definition is empty, which wait for the end of the stream.
 """
 
 from __future__ import annotations
@@ -108,18 +109,38 @@ class Planner:
         return key
 
     def plan(self, rows: Iterable[Row | RejectedRow]) -> Iterator[Job | RejectedRow]:
-        """Yield jobs in row order, and rejected rows as they come."""
+        """Yield jobs in row order, and rejected rows as they come.
+
+        A row whose definition is empty yields its word job in order, and its
+        definition's jobs after the last row. A later row with the same uuid
+        and definition id and a definition takes its place, and the empty row
+        comes back as a ``duplicate`` rejection that names both rows.
+        """
+        empty_rows: dict[tuple[str, str], Row] = {}
         for row in rows:
             if isinstance(row, RejectedRow):
                 yield row
                 continue
+            if row.definition_id is not None and not row.definition:
+                empty_rows[(row.uuid, row.definition_id)] = row
+                yield from self._plan_word(row)
+                continue
+            if empty_rows and row.definition_id is not None:
+                replaced = empty_rows.pop((row.uuid, row.definition_id), None)
+                if replaced is not None:
+                    yield _replaced_row(replaced, row)
+            yield from self._plan_row(row)
+        for row in empty_rows.values():
             yield from self._plan_row(row)
 
-    def _plan_row(self, row: Row) -> Iterator[Job]:
+    def _plan_word(self, row: Row) -> Iterator[Job]:
         if AssetKind.WORD in self.kinds:
             job = self._word_job(row)
             if job is not None:
                 yield job
+
+    def _plan_row(self, row: Row) -> Iterator[Job]:
+        yield from self._plan_word(row)
         if row.definition_id is None or row.definition is None:
             return
         if AssetKind.SHORTDEF in self.kinds:
@@ -204,3 +225,21 @@ class Planner:
             definition=row.definition,
             fingerprint=compute_fingerprint(kind, text, self._params_key(params)),
         )
+
+
+def _replaced_row(empty: Row, replacement: Row) -> RejectedRow:
+    """Return the rejection of ``empty``, whose ids ``replacement`` repeats."""
+    from .inputs.common import RejectReason
+
+    return RejectedRow(
+        origin=empty.origin,
+        reason=RejectReason.DUPLICATE,
+        message=(
+            f"{empty.origin}: uuid {empty.uuid!r} definition id "
+            f"{empty.definition_id!r} has an empty definition, and "
+            f"{replacement.origin} has a definition for the same uuid and "
+            "definition id, which is kept."
+        ),
+        uuid=empty.uuid,
+        definition_id=empty.definition_id,
+    )

@@ -445,7 +445,7 @@ async def _queue_build(
         if not settings.resume:
             enqueued = await queue.enqueue(settings, plan_jobs(settings, template, []))
             report.added, report.existing = enqueued.added, enqueued.existing
-        if settings.retry_failed:
+        if settings.retries_rejected_jobs:
             await queue.requeue("error")
         worker = queue_module.Worker(
             queue,

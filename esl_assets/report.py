@@ -35,6 +35,8 @@ class BuildReport:
     fatal_message: str | None = None
     #: True when the dictionary gave no usable row at all (exit code 2).
     unusable_input: bool = False
+    #: True for a dry run, where a job that would fail does not fail the run.
+    dryrun: bool = False
     #: Dry run: characters that would be spoken, and the first image prompts.
     characters_to_speak: int = 0
     sample_prompts: list[str] = field(default_factory=list)
@@ -102,7 +104,7 @@ class BuildReport:
             return 3
         if self.unusable_input:
             return 2
-        return 1 if self.errors else 0
+        return 1 if self.errors and not self.dryrun else 0
 
     def status_dicts(self) -> list[dict[str, Any]]:
         """Per-job results in the public ``{"status", "file"}`` shape."""

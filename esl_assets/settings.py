@@ -174,6 +174,15 @@ class Settings:
             )
 
     @property
+    def retries_rejected_jobs(self) -> bool:
+        """Whether jobs the API rejected in an earlier run are sent again.
+
+        ``--retry-blocked`` implies ``--retry-failed``, because it retries
+        content-policy refusals in addition to the other refusals.
+        """
+        return self.retry_failed or self.retry_blocked
+
+    @property
     def lane_concurrency(self) -> dict[str, int]:
         """In-flight request caps per lane, each at most the overall cap."""
         audio = min(self.audio_concurrency or self.concurrency, self.concurrency)
@@ -225,11 +234,33 @@ def without_credentials(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
 
 
+#: Variables that ``load_environment`` copied from a .env file, with the
+#: file and the value copied, so messages can name where a value came from.
+_DOTENV_VALUES: dict[str, tuple[Path, str]] = {}
+
+
 def load_environment(dotenv_path: Path | None = None) -> None:
     """Load ``.env`` into ``os.environ`` without overriding set variables."""
     from dotenv import load_dotenv
 
-    load_dotenv(dotenv_path or Path.cwd() / ".env", override=False)
+    path = dotenv_path or Path.cwd() / ".env"
+    already_set = set(os.environ)
+    load_dotenv(path, override=False)
+    for name in set(os.environ) - already_set:
+        _DOTENV_VALUES[name] = (path, os.environ[name])
+
+
+def environment_source(name: str) -> str:
+    """Name where environment variable ``name`` got its value, for messages.
+
+    The result names the .env file when ``load_environment`` copied the
+    current value from one, and the environment otherwise. It never contains
+    the value.
+    """
+    loaded = _DOTENV_VALUES.get(name)
+    if loaded is not None and os.environ.get(name) == loaded[1]:
+        return f"{name} in {loaded[0]}"
+    return f"{name} in the environment"
 
 
 def _environment_source(message: str, names: set[str]) -> str | None:

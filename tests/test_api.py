@@ -213,6 +213,44 @@ def test_build_after_401_without_loop(fake_openai: FakeOpenAI, tmp_path: Path) -
     assert_matches_disk(report, tmp_path / "out")
 
 
+KEY_SOURCES = {
+    "argument": "The key came from the api_key argument",
+    "environment": "The key came from OPENAI_API_KEY in the environment",
+    "dotenv": "The key came from OPENAI_API_KEY in {dotenv}",
+}
+
+
+@pytest.mark.parametrize("source", KEY_SOURCES)
+def test_rejected_key_names_its_source(
+    fake_openai: FakeOpenAI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+) -> None:
+    key = f"sk-bad-{source}"
+    options = fake_options(fake_openai, api_key=None, limit=1)
+    dotenv = tmp_path / ".env"
+    if source == "argument":
+        options["api_key"] = key
+    elif source == "environment":
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+    else:
+        # build() loads .env from the working directory, which is tmp_path.
+        dotenv.write_text(f"OPENAI_API_KEY={key}\n", "utf-8")
+    try:
+        with pytest.raises(AccountError) as caught:
+            esl_assets.build(SAMPLE, outdir=tmp_path / "out", **options)
+    finally:
+        # load_environment() set it from .env, which monkeypatch cannot undo.
+        if source == "dotenv":
+            os.environ.pop("OPENAI_API_KEY", None)
+    message = str(caught.value)
+    assert KEY_SOURCES[source].format(dotenv=dotenv) in message
+    assert key not in message
+    if source == "argument":
+        assert "OPENAI_API_KEY (environment or .env)" not in message
+
+
 def test_build_after_configuration_error(
     fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:

@@ -113,6 +113,35 @@ def test_dryrun_needs_no_key_and_sends_nothing(
     assert not [p for p in tmp_path.iterdir() if p.suffix in (".aac", ".png")]
 
 
+SHUTDOWN_WARNING = "--audio-model 'gpt-4o-mini-tts' has an announced shutdown"
+
+
+def test_shutdown_warning_once_before_requests(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    outdir = tmp_path / "out"
+    build = (
+        "build", str(SAMPLE), "--outdir", str(outdir), "--base-url",
+        fake_openai.base_url, "--limit", "2",
+    )  # fmt: skip
+
+    planned = run_cli("plan", *build[1:])
+    dry_run = run_cli(*build, "--dryrun")
+    offline = run_cli(*build, "--provider", "local", "--outdir", str(tmp_path / "o"))
+    first = run_cli(*build)
+    # Every file is on disk now, so this build sends nothing.
+    again = run_cli(*build)
+
+    for result in (planned, dry_run, offline, first, again):
+        assert result.returncode == 0, result.stderr
+    assert SHUTDOWN_WARNING not in planned.stderr
+    assert SHUTDOWN_WARNING not in dry_run.stderr
+    assert SHUTDOWN_WARNING not in offline.stderr
+    assert first.stderr.count(SHUTDOWN_WARNING) == 1
+    assert fake_openai.count() > 0
+    assert SHUTDOWN_WARNING not in again.stderr
+
+
 def test_retired_model_refused_before_any_request(
     fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:

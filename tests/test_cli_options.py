@@ -13,7 +13,7 @@ from cli_helpers import run_cli as run_cli_with_key
 from esl_assets import commands
 from esl_assets.cli import build_parser, main, settings_options
 from esl_assets.errors import ConfigurationError
-from esl_assets.settings import Settings, load_environment
+from esl_assets.settings import Settings, environment_source, load_environment
 
 DATA = Path(__file__).parent / "data"
 
@@ -90,6 +90,24 @@ def test_flags_beat_environment_beat_dotenv(
     os.environ.pop("ESL_ASSETS_OUTDIR", None)
 
 
+def test_environment_source_names_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ESL_ASSETS_QUEUE", raising=False)
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("ESL_ASSETS_QUEUE=from-dotenv\n")
+    try:
+        load_environment(dotenv)
+        assert environment_source("ESL_ASSETS_QUEUE") == f"ESL_ASSETS_QUEUE in {dotenv}"
+        # A value set later in the process replaces the one from .env.
+        os.environ["ESL_ASSETS_QUEUE"] = "set-later"
+        assert environment_source("ESL_ASSETS_QUEUE") == (
+            "ESL_ASSETS_QUEUE in the environment"
+        )
+    finally:
+        os.environ.pop("ESL_ASSETS_QUEUE", None)
+
+
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
@@ -139,6 +157,50 @@ def test_bad_rows_never_escape_outdir(tmp_path: Path) -> None:
     assert reasons <= {"too_long"}
     skipped_empty = [r for r in report["results"] if r.get("reason") == "empty_text"]
     assert skipped_empty
+
+
+@pytest.mark.parametrize("command", [("build", "--dryrun"), ("plan",)])
+def test_dry_run_creates_no_outdir(tmp_path: Path, command: tuple[str, ...]) -> None:
+    outdir = tmp_path / "new" / "out"
+    # bad-rows.csv has a text over the speech limit, which a dry run reports.
+    result = run_cli(
+        *command, str(DATA / "bad-rows.csv"), "--outdir", str(outdir), cwd=tmp_path
+    )
+    assert "Traceback" not in result.stderr
+    assert "Characters to speak" in result.stdout
+    assert not (tmp_path / "new").exists()
+
+
+def test_dry_run_writes_nothing_in_outdir(tmp_path: Path) -> None:
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    result = run_cli(
+        "plan", str(DATA / "bad-rows.csv"), "--outdir", str(outdir), cwd=tmp_path
+    )
+    assert "Traceback" not in result.stderr
+    assert list(outdir.iterdir()) == []
+
+
+def test_plan_warns_about_too_long_text(tmp_path: Path) -> None:
+    dictionary = tmp_path / "long.csv"
+    dictionary.write_text(
+        f"uuid,word,id,definition\nu1,cat,1,a small animal\nu2,dog,1,{'x' * 4097}\n",
+        "utf-8",
+    )
+    result = run_cli(
+        "plan", str(dictionary), "--no-images", "--outdir", str(tmp_path / "o"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "ERROR" not in result.stderr
+    warning = next(
+        line for line in result.stderr.splitlines() if "shortdef:u2:1" in line
+    )
+    assert warning.startswith("WARNING")
+    assert "'dog'" in warning
+    assert "at most 4096" in warning
+    # Only the texts that a build would send: "cat", "a small animal", "dog".
+    assert "Characters to speak: 20" in result.stdout
 
 
 def test_json_output_has_status_dicts(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from esl_assets.executor import UNREACHABLE_AFTER, JobRunner, RunState
 from esl_assets.generate import AssetApi, Generated
 from esl_assets.jobs import AssetKind, Job, Status
 from esl_assets.lanes import Lane
+from esl_assets.models import warn_about_shutdown
 from esl_assets.planner import Planner, build_request_template
 from esl_assets.rows import Row
 from esl_assets.settings import Settings
@@ -257,13 +259,26 @@ async def test_mock_really_intercepts(settings: Settings, tmp_path: Path) -> Non
             await make_runner(settings, tmp_path).run(plan(settings)[AssetKind.WORD])
 
 
-def test_shutdown_warning_only_for_real_providers(
+def test_request_template_never_warns_shutdown(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # Planning sends nothing: builds warn before their first request instead.
     build_request_template(Settings(provider="local"))
-    assert "shutdown" not in caplog.text
     build_request_template(Settings(provider="openai"))
+    assert "shutdown" not in caplog.text
+
+
+def test_shutdown_warning_before_shutdown_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    warn_about_shutdown("gpt-4o-mini-tts", today=dt.date(2027, 1, 5))
+    assert "--audio-model 'gpt-4o-mini-tts'" in caplog.text
     assert "2027-01-06" in caplog.text
+    caplog.clear()
+    warn_about_shutdown("gpt-4o-mini-tts", today=dt.date(2027, 1, 6))
+    warn_about_shutdown("gpt-image-1-mini", today=dt.date(2027, 1, 5))
+    warn_about_shutdown("no-such-model", today=dt.date(2027, 1, 5))
+    assert caplog.text == ""
 
 
 def test_retired_model_rejected_even_offline() -> None:

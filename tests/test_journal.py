@@ -283,7 +283,9 @@ def test_changed_row_keeps_file_fingerprint(settings: Settings) -> None:
         ("content_policy_violation", True, False, True),
         ("moderation_blocked", True, False, True),
         ("moderation_blocked", True, True, False),
-        ("moderation_blocked", False, True, True),
+        # --retry-blocked implies --retry-failed.
+        ("moderation_blocked", False, True, False),
+        ("http_400", False, True, False),
         ("insufficient_quota", False, False, False),
         ("http_401", False, False, False),
     ],

@@ -213,6 +213,28 @@ async def test_worker_drains_queue_and_records_results(
     assert await queue.unfinished() == 0
 
 
+@pytest.mark.parametrize(("provider", "warnings"), [("openai", 1), ("local", 0)])
+async def test_worker_warns_shutdown_once(
+    queue: JobQueue,
+    redis_server: RedisServer,
+    fake_openai: FakeOpenAI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    provider: str,
+    warnings: int,
+) -> None:
+    settings = make_settings(tmp_path, fake_openai)
+    jobs = make_jobs(settings, 10)
+    await queue.enqueue(settings, jobs)
+    caplog.clear()
+
+    worker = await run_worker(queue, redis_server.url, provider=provider)
+
+    assert worker.report.counts == Counter({"success": len(jobs)})
+    shutdown = [r for r in caplog.records if "announced shutdown" in r.message]
+    assert len(shutdown) == warnings
+
+
 async def test_worker_skips_files_already_on_disk(
     queue: JobQueue, redis_server: RedisServer, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
@@ -288,7 +310,8 @@ async def test_rejected_key_stops_worker_jobs_stay_pending(
     assert worker.report.outcome == "stopped"
     assert worker.report.exit_code == 3
     assert worker.report.fatal_message is not None
-    assert "OPENAI_API_KEY" in worker.report.fatal_message
+    assert "The key came from the api_key argument" in worker.report.fatal_message
+    assert "sk-wrong" not in worker.report.fatal_message
     assert await queue.unfinished() == len(jobs)
     assert await queue.redis.llen(queue.keys.pending("audio")) == len(jobs)
     assert await queue.redis.llen(queue.keys.dead) == 0

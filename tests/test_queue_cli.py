@@ -239,6 +239,27 @@ def test_build_exits_1_when_a_job_is_dead(
     }
 
 
+def test_build_retry_blocked_requeues_refusals(
+    redis_server: RedisServer, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    dictionary = write_dictionary(tmp_path / "dict.csv", 3)
+    fake_openai.inject("400_moderation", match="meaning number 1", times=1)
+    build = (
+        "build", str(dictionary), "--redis-url", redis_server.url, "--outdir",
+        str(tmp_path / "out"), "--base-url", fake_openai.base_url, "--no-images",
+        "--max-attempts", "1", "--json",
+    )  # fmt: skip
+
+    first = run_cli(*build)
+    # --retry-blocked alone, because it implies --retry-failed.
+    second = run_cli(*build, "--retry-blocked")
+
+    assert first.returncode == 1, first.stderr
+    assert json.loads(first.stdout)["outcomes"] == {"success": 5, "error": 1}
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["outcomes"] == {"success": 6}
+
+
 def test_purge_needs_yes(
     redis_server: RedisServer, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:

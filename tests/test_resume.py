@@ -523,9 +523,8 @@ def test_retry_failed_skips_blocked_until_asked(
     assert results_by_file(data)[image_job.file]["reason"] == "failed_before"
     fake_openai.reset()
 
-    code, data, stderr = build_json(
-        dictionary, outdir, fake_openai, "--retry-failed", "--retry-blocked"
-    )
+    # --retry-blocked alone, because it implies --retry-failed.
+    code, data, stderr = build_json(dictionary, outdir, fake_openai, "--retry-blocked")
     assert code == 0, stderr
     assert [(r.lane, r.text) for r in fake_openai.requests] == [
         ("images", image_job.text)

@@ -20,8 +20,12 @@ for all formats:
   the uuid, the later of the two is rejected as a duplicate.
 - The first of two definitions with the same uuid and the same definition id,
   or the same uuid and the same non-empty clean text, is kept and the later
-  one is rejected as ``duplicate``. Two word-only rows with the same uuid are
-  duplicates too. Only 64-bit hashes of the keys are remembered.
+  one is rejected as ``duplicate``, with a message that names both rows. Two
+  word-only rows with the same uuid are duplicates too. A definition that is
+  empty after clean-up is the exception. A later row with the same uuid and
+  definition id and a non-empty definition passes as well, and the planner
+  plans it in place of the empty one. The builder remembers a 64-bit hash of
+  each key with the origin of the row that has it.
 """
 
 from __future__ import annotations
@@ -196,7 +200,8 @@ class RowBuilder:
     """
 
     def __init__(self) -> None:
-        self._seen_keys: set[int] = set()
+        #: Origin of the row that first had each key, by the key's hash.
+        self._key_origins: dict[int, str] = {}
         self._next_auto_id: dict[int, int] = {}
 
     def build(self, fields: Mapping[str, object], origin: str) -> Row | RejectedRow:
@@ -218,7 +223,7 @@ class RowBuilder:
             return RejectedRow(
                 origin=origin,
                 reason=RejectReason.DUPLICATE,
-                message=f"{origin}: {duplicate}; the earlier row is kept.",
+                message=f"{origin}: {duplicate}.",
                 uuid=row.uuid,
                 definition_id=row.definition_id,
             )
@@ -278,35 +283,43 @@ class RowBuilder:
         uuid = row.uuid
         definition_id = row.definition_id
         if definition_id is None:
+            checks = [("word", _hash_key("word", uuid))]
+            claimed = checks
+        elif row.definition:
             checks = [
-                (
-                    _hash_key("word", uuid),
-                    f"uuid {uuid!r} repeats an earlier row without a definition",
-                )
+                ("id", _hash_key("id", uuid, definition_id)),
+                ("text", _hash_key("text", uuid, row.definition)),
             ]
+            claimed = checks
         else:
-            checks = [
-                (
-                    _hash_key("id", uuid, definition_id),
-                    f"uuid {uuid!r} definition id {definition_id!r} repeats "
-                    "the uuid and definition id of an earlier row",
-                )
-            ]
-            if row.definition:
-                checks.append(
-                    (
-                        _hash_key("text", uuid, row.definition),
-                        f"uuid {uuid!r} definition id {definition_id!r} repeats "
-                        "the uuid and definition text of an earlier row",
-                    )
-                )
+            # An empty definition claims its ids only against other empty
+            # ones, so a later row with text for the same ids passes, and the
+            # planner plans that row in place of this one.
+            empty = ("id", _hash_key("empty", uuid, definition_id))
+            checks = [("id", _hash_key("id", uuid, definition_id)), empty]
+            claimed = [empty]
 
-        for key, message in checks:
-            if key in self._seen_keys:
-                return message
+        for repeated, key in checks:
+            earlier = self._key_origins.get(key)
+            if earlier is not None:
+                return _duplicate_message(row, repeated, earlier)
 
-        self._seen_keys.update(key for key, _ in checks)
+        for _, key in claimed:
+            self._key_origins[key] = row.origin
         return None
+
+
+def _duplicate_message(row: Row, repeated: str, earlier: str) -> str:
+    """Say which part of ``row`` repeats the row at ``earlier``, which is kept."""
+    if repeated == "word":
+        return (
+            f"uuid {row.uuid!r} repeats the uuid of {earlier}, which also has no "
+            "definition and is kept"
+        )
+    return (
+        f"uuid {row.uuid!r} definition id {row.definition_id!r} repeats the uuid "
+        f"and definition {repeated} of {earlier}, which is kept"
+    )
 
 
 def _hash_key(*parts: str) -> int:

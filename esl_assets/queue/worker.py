@@ -35,6 +35,7 @@ from ..errors import ConfigurationError, QueueError
 from ..executor import JobRunner, RunState
 from ..jobs import JobResult, Status
 from ..lanes import Lane
+from ..models import warn_about_shutdown
 from ..pipeline import account_error_message
 from ..settings import Settings
 from ..storage import prepare_outdir, remove_stale_temp_files
@@ -234,6 +235,8 @@ class Worker:
         self._runners: dict[tuple[str, int], JobRunner] = {}
         self._clients: dict[tuple[str, str | None], AsyncOpenAI] = {}
         self._outdirs: dict[Path, Path] = {}
+        #: Models whose shutdown warning this worker has logged.
+        self._warned_models: set[str] = set()
         self._runner_lock = asyncio.Lock()
         self._done = asyncio.Event()
         self._error: BaseException | None = None
@@ -542,6 +545,9 @@ class Worker:
         if failure is None or self._done.is_set():
             return
         settings = self._settings.get(claim.settings_id) or Settings()
+        # Queued settings carry no key, so the message must learn from the
+        # worker's options whether the key was given as an argument.
+        settings = settings.replace(api_key=self.options.api_key)
         self.report.fatal_message = account_error_message(failure, settings)
         logger.error("Worker %s: %s", self.worker_id, self.report.fatal_message)
         self._end("stopped")
@@ -569,6 +575,7 @@ class Worker:
         if settings is None:
             return None
         effective = self._effective_settings(settings, remaining)
+        self._warn_about_models(effective)
         outdir = self._outdir_for(effective.outdir)
         for lane, rpm in (
             ("audio", effective.audio_rpm),
@@ -582,6 +589,20 @@ class Worker:
         lanes: dict[str, Lane] = dict(self._lanes)
         client = self._client_for(effective)
         return JobRunner(client, effective, outdir, lanes, self.state)
+
+    def _warn_about_models(self, settings: Settings) -> None:
+        """Warn once per model about a shutdown, before its first request."""
+        if settings.provider == "local":
+            return
+        models = []
+        if settings.audio:
+            models.append(settings.audio_model)
+        if settings.images:
+            models.append(settings.image_model)
+        for model in models:
+            if model not in self._warned_models:
+                self._warned_models.add(model)
+                warn_about_shutdown(model)
 
     def _effective_settings(self, settings: Settings, remaining: int) -> Settings:
         options = self.options
