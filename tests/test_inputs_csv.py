@@ -194,7 +194,7 @@ def test_duplicate_id_with_other_text(tmp_path: Path) -> None:
     assert items[1].reason == "duplicate"
     assert "definition id" in items[1].message
     assert items[1].message.startswith("dup.csv line 3: ")
-    assert "of dup.csv line 2, which is kept" in items[1].message
+    assert "of an earlier row, which is kept" in items[1].message
     assert isinstance(items[2], Row)
 
 
@@ -244,7 +244,7 @@ def test_text_after_empty_definition_passes(tmp_path: Path) -> None:
     assert isinstance(items[2], Row)
     assert items[2].definition == "a small cat"
     assert isinstance(items[3], RejectedRow)
-    assert "of dup.csv line 4, which is kept" in items[3].message
+    assert "of an earlier row, which is kept" in items[3].message
 
 
 def test_empty_definition_after_text_rejected(tmp_path: Path) -> None:
@@ -260,7 +260,7 @@ def test_empty_definition_after_text_rejected(tmp_path: Path) -> None:
     assert isinstance(items[0], Row)
     assert isinstance(items[1], RejectedRow)
     assert items[1].reason == "duplicate"
-    assert "of dup.csv line 2, which is kept" in items[1].message
+    assert "of an earlier row, which is kept" in items[1].message
 
 
 def test_duplicate_word_only_rows(tmp_path: Path) -> None:
