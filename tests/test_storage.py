@@ -30,6 +30,25 @@ def count_hand_offs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
+def hold_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[threading.Event, threading.Event]:
+    """Make the thread set the first event at each batch, then wait for the
+    second before writing."""
+    started, go_on = threading.Event(), threading.Event()
+    original = storage._write_files
+
+    def held(batch: list[Any]) -> list[OSError | None]:
+        started.set()
+        go_on.wait(5)
+        return original(batch)
+
+    monkeypatch.setattr(
+        storage, "_write_files_in_thread", storage.aiofiles.os.wrap(held)
+    )
+    return started, go_on
+
+
 async def test_concurrent_writes_share_hand_offs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,17 +102,7 @@ async def test_cancelled_before_its_batch_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Hold the first batch in the thread so that the second file waits.
-    started, go_on = threading.Event(), threading.Event()
-    original = storage._write_files
-
-    def held(batch: list[Any]) -> list[OSError | None]:
-        started.set()
-        go_on.wait(5)
-        return original(batch)
-
-    monkeypatch.setattr(
-        storage, "_write_files_in_thread", storage.aiofiles.os.wrap(held)
-    )
+    started, go_on = hold_batches(monkeypatch)
     writer = FileWriter()
     first = asyncio.create_task(writer.write(tmp_path / "first.png", b"1"))
     await asyncio.to_thread(started.wait, 5)
@@ -116,17 +125,7 @@ async def test_cancelled_before_its_batch_writes_nothing(
 async def test_cancelled_mid_batch_keeps_whole_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    started, go_on = threading.Event(), threading.Event()
-    original = storage._write_files
-
-    def held(batch: list[Any]) -> list[OSError | None]:
-        started.set()
-        go_on.wait(5)
-        return original(batch)
-
-    monkeypatch.setattr(
-        storage, "_write_files_in_thread", storage.aiofiles.os.wrap(held)
-    )
+    started, go_on = hold_batches(monkeypatch)
     writer = FileWriter()
     task = asyncio.create_task(writer.write(tmp_path / "word.aac", b"whole"))
     await asyncio.to_thread(started.wait, 5)
