@@ -49,6 +49,15 @@ def hold_batches(
     return started, go_on
 
 
+async def until_idle(writer: FileWriter) -> None:
+    """Wait until the writer has settled every batch, for at most 5 s."""
+    for _ in range(500):
+        if writer._flusher is None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the writer still has a batch after 5 s")
+
+
 async def test_concurrent_writes_share_hand_offs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,8 +123,7 @@ async def test_cancelled_before_its_batch_writes_nothing(
     await first
     with pytest.raises(asyncio.CancelledError):
         await second
-    # Let the flusher look at its queue once more.
-    await asyncio.sleep(0.05)
+    await until_idle(writer)
 
     assert (tmp_path / "first.png").read_bytes() == b"1"
     assert not (tmp_path / "second.png").exists()
@@ -134,8 +142,7 @@ async def test_cancelled_mid_batch_keeps_whole_file(
     go_on.set()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.to_thread(lambda: None)  # the thread has returned by now
-    await asyncio.sleep(0.05)
+    await until_idle(writer)
 
     assert (tmp_path / "word.aac").read_bytes() == b"whole"
     assert listing(tmp_path) == ["word.aac"]
