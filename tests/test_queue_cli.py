@@ -239,6 +239,24 @@ def test_build_exits_1_when_a_job_is_dead(
     }
 
 
+def test_worker_exits_1_when_a_job_is_dead(
+    redis_server: RedisServer, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    dictionary = write_dictionary(tmp_path / "dict.csv", 3)
+    fake_openai.inject("503", match="meaning number 1", times=None)
+    enqueue(
+        dictionary, redis_server, tmp_path / "out", fake_openai,
+        "--max-attempts", "2", "--max-retry-wait", "0.01",
+    )  # fmt: skip
+
+    result = run_cli(
+        "worker", "--redis-url", redis_server.url, "--exit-when-empty", "--json"
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["counts"] == {"success": 5, "dead": 1}
+
+
 def test_build_retry_blocked_requeues_refusals(
     redis_server: RedisServer, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:

@@ -109,7 +109,8 @@ class WorkerReport:
             return 3
         if self.outcome == "failed":
             return 2
-        return 0
+        # As for a build: 1 when a job this worker finished failed for good.
+        return 1 if self.counts["error"] or self.counts["dead"] else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
