@@ -393,18 +393,35 @@ class Build:
                 f"No usable entry in {self.settings.dictionary}: all "
                 f"{len(report.rejected)} row(s) were rejected, the first as "
                 f"{report.rejected[0].message} See the README's input formats "
-                "for the fields each entry needs, then run again."
+                "for the fields each entry needs."
             )
-        if (
-            not self.report.results
-            and not self.report.rejected
-            and not self.report.not_run
-        ):
-            logger.warning(
-                "No entry of %s matched the selection (--level, --pos, --words, "
-                "--limit); nothing was planned.",
-                self.settings.dictionary,
-            )
+        if not report.results and not report.rejected and not report.not_run:
+            settings = self.settings
+            given = [
+                flag
+                for flag, value in (
+                    ("--level", settings.level),
+                    ("--pos", settings.pos),
+                    ("--words", settings.words),
+                    ("--limit", settings.limit),
+                )
+                if value
+            ]
+            if given:
+                # A selection may match nothing on purpose (a loop over
+                # levels, say), so this is a warning and the exit code is 0.
+                logger.warning(
+                    "No entry of %s matched %s, so nothing was planned. Check "
+                    "those values.",
+                    settings.dictionary,
+                    ", ".join(given),
+                )
+            else:
+                report.unusable_input = True
+                report.fatal_message = (
+                    f"{settings.dictionary} has no entries, so nothing was planned. "
+                    "Add entries (see the README's input formats), then run again."
+                )
 
     def _lane_planned(self) -> None:
         self._lanes_planned += 1

@@ -437,6 +437,22 @@ def test_selection_that_matches_nothing_still_exits_0(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "No usable entry" not in result.stdout + result.stderr
+    output = " ".join(result.stderr.split())
+    assert "matched --level, so nothing was planned" in output
+    assert "--pos" not in output
+
+
+@pytest.mark.parametrize("command", ["build", "plan"])
+def test_dictionary_without_entries_exits_2(tmp_path: Path, command: str) -> None:
+    dictionary = tmp_path / "header.csv"
+    dictionary.write_text("uuid,word,pos,level,definition_id,definition\n", "utf-8")
+    result = run_cli(
+        command, str(dictionary), "--provider", "local",
+        "--outdir", str(tmp_path / "o"), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    output = " ".join((result.stdout + result.stderr).split())
+    assert "header.csv has no entries, so nothing was planned" in output
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-2"])
