@@ -436,7 +436,10 @@ async def _queue_build(
 
     queue_module = _load_queue_module()
     assert settings.redis_url is not None
-    prepare_outdir(settings.outdir)
+    if not settings.resume:
+        # A resumed queue build enqueues nothing: its jobs carry their own
+        # --outdir, which each worker prepares.
+        prepare_outdir(settings.outdir)
     queue: JobQueue = await queue_module.JobQueue.connect(
         settings.redis_url, settings.queue
     )

@@ -35,9 +35,9 @@ def cli_env(key: str | None = "sk-test") -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, key: str | None = "sk-test"
+    *args: str, key: str | None = "sk-test", cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return run_cli_with_key(*args, key=key, timeout_s=WORKER_TIMEOUT_S)
+    return run_cli_with_key(*args, key=key, cwd=cwd, timeout_s=WORKER_TIMEOUT_S)
 
 
 def start_worker(*args: str, log: Path) -> subprocess.Popen[bytes]:
@@ -355,9 +355,15 @@ def test_resume_build_recovers_orphans(
     finally:
         client.close()
 
-    result = run_cli("build", "--resume", "--redis-url", redis_server.url, "--json")
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    result = run_cli(
+        "build", "--resume", "--redis-url", redis_server.url, "--json", cwd=workdir
+    )
 
     assert result.returncode == 0, result.stderr
+    # The jobs carry their own --outdir, so the default one is not created.
+    assert list(workdir.iterdir()) == []
     data = json.loads(result.stdout)
     assert data["added"] is None
     assert data["outcomes"] == {"success": 6}
