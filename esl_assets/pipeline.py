@@ -340,9 +340,9 @@ class Build:
 
     def _warn_before_first_request(self, lane: str) -> None:
         """Warn about a shutdown of the lane's model, unless it runs offline."""
-        if self.settings.provider == "local":
-            return
         settings = self.settings
+        if settings.provider == "local":
+            return
         warn_about_shutdown(
             settings.audio_model if lane == "audio" else settings.image_model
         )
@@ -382,46 +382,50 @@ class Build:
                     ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""),
                 )
         report = self.report
-        if (
-            not report.results
-            and report.rejected
-            and not report.not_run
-            and not report.excluded
-        ):
-            report.unusable_input = True
-            report.fatal_message = (
-                f"No usable entry in {self.settings.dictionary}: all "
-                f"{len(report.rejected)} row(s) were rejected, the first as "
-                f"{report.rejected[0].message} See the README's input formats "
-                "for the fields each entry needs."
-            )
-        if not report.results and not report.rejected and not report.not_run:
-            settings = self.settings
-            given = [
-                flag
-                for flag, value in (
-                    ("--level", settings.level),
-                    ("--pos", settings.pos),
-                    ("--words", settings.words),
-                    ("--limit", settings.limit),
-                )
-                if value
-            ]
-            if given:
-                # A selection may match nothing on purpose (a loop over
-                # levels, say), so this is a warning and the exit code is 0.
-                logger.warning(
-                    "No entry of %s matched %s, so nothing was planned. Check "
-                    "those values.",
-                    settings.dictionary,
-                    ", ".join(given),
-                )
-            else:
+        if report.results or report.not_run:
+            return
+        settings = self.settings
+        if report.rejected:
+            if not report.excluded:
                 report.unusable_input = True
                 report.fatal_message = (
-                    f"{settings.dictionary} has no entries, so nothing was planned. "
-                    "Add entries (see the README's input formats), then run again."
+                    f"No usable entry in {settings.dictionary}: all "
+                    f"{len(report.rejected)} row(s) were rejected, the first as "
+                    f"{report.rejected[0].message} See the README's input "
+                    "formats for the fields each entry needs."
                 )
+            return
+        selection_options = [
+            option
+            for option, value in (
+                ("--level", settings.level),
+                ("--pos", settings.pos),
+                ("--words", settings.words),
+                ("--limit", settings.limit),
+            )
+            if value
+        ]
+        # A selection may match nothing on purpose (a loop over levels, say),
+        # so this is a warning and the exit code stays 0.
+        if selection_options:
+            logger.warning(
+                "No entry of %s matched %s, so nothing was planned. Check those "
+                "values.",
+                settings.dictionary,
+                ", ".join(selection_options),
+            )
+        elif report.excluded:
+            logger.warning(
+                "Every job of %s was excluded (%s), so nothing was planned.",
+                settings.dictionary,
+                ", ".join(f"{reason}: {n}" for reason, n in report.excluded.items()),
+            )
+        else:
+            report.unusable_input = True
+            report.fatal_message = (
+                f"{settings.dictionary} has no entries, so nothing was planned. "
+                "Add entries (see the README's input formats), then run again."
+            )
 
     def _lane_planned(self) -> None:
         self._lanes_planned += 1
