@@ -198,7 +198,7 @@ class JobRunner:
         # The request is over. Let the job that took the slot send its
         # request before this one decodes the body and writes the file.
         await asyncio.sleep(0)
-        return _decoded(api, job, outcome)
+        return _decoded(job, outcome)
 
     async def _request(
         self, api: AssetApi, request: httpx2.Request, job: Job, lane: Lane
@@ -333,10 +333,10 @@ class JobRunner:
         )
 
 
-def _decoded(api: AssetApi, job: Job, response: httpx2.Response) -> Generated | Failure:
+def _decoded(job: Job, response: httpx2.Response) -> Generated | Failure:
     """Return the asset in a 2xx response, or the failure to retry."""
     try:
-        generated = api.decode(job, response)
+        generated = AssetApi.decode(job, response)
     except BadResponseError as error:
         return Failure(FailureKind.TRANSIENT, "bad_response", str(error))
     problem = content_problem(generated.data, job.file)

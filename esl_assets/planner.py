@@ -131,7 +131,7 @@ class Planner:
                     yield _replaced_row(replaced, row)
             yield from self._plan_row(row)
         for row in empty_rows.values():
-            yield from self._plan_row(row)
+            yield from self._plan_definition(row)
 
     def _plan_word(self, row: Row) -> Iterator[Job]:
         if AssetKind.WORD in self.kinds:
@@ -141,6 +141,9 @@ class Planner:
 
     def _plan_row(self, row: Row) -> Iterator[Job]:
         yield from self._plan_word(row)
+        yield from self._plan_definition(row)
+
+    def _plan_definition(self, row: Row) -> Iterator[Job]:
         if row.definition_id is None or row.definition is None:
             return
         if AssetKind.SHORTDEF in self.kinds:
