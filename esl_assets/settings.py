@@ -119,10 +119,10 @@ class Settings:
             settings = cls(**_coerce(values))
             settings.validate()
         except ConfigurationError as error:
-            source = _environment_source(str(error), from_environment)
-            if source is None:
+            hint = _variable_behind(str(error), from_environment)
+            if hint is None:
                 raise
-            raise ConfigurationError(f"{error} {source}") from None
+            raise ConfigurationError(f"{error} {hint}") from None
         return settings
 
     def replace(self, **changes: Any) -> Settings:
@@ -263,7 +263,7 @@ def environment_source(name: str) -> str:
     return f"{name} in the environment"
 
 
-def _environment_source(message: str, names: set[str]) -> str | None:
+def _variable_behind(message: str, names: set[str]) -> str | None:
     """Name the variable behind a rejected setting that no option gave.
 
     Messages name a setting by its field (``concurrency``) or its option
